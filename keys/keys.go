@@ -13,9 +13,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
@@ -117,4 +119,63 @@ type Source interface {
 	// PGPKeysByEmail returns public keys with a UID naming email, including
 	// domain-alias keys (*@domain).
 	PGPKeysByEmail(ctx context.Context, email string) (openpgp.EntityList, error)
+}
+
+// CertEmails returns the lower-cased e-mail addresses a certificate names:
+// SAN rfc822Names and the subject's emailAddress attributes (RFC 8550).
+func CertEmails(cert *x509.Certificate) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, e := range cert.EmailAddresses {
+		add(e)
+	}
+	for _, atv := range cert.Subject.Names {
+		if atv.Type.Equal(oidEmailAddress) {
+			if s, ok := atv.Value.(string); ok {
+				add(s)
+			}
+		}
+	}
+	return out
+}
+
+var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+
+// EntityEmails returns the lower-cased e-mail addresses of an OpenPGP key's
+// user IDs (a domain alias appears as "*@domain").
+func EntityEmails(e *openpgp.Entity) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, id := range e.Identities {
+		addr := id.UserId.Email
+		if addr == "" {
+			addr = id.UserId.Name
+		}
+		addr = strings.ToLower(strings.TrimSpace(addr))
+		if strings.Contains(addr, "@") && !seen[addr] {
+			seen[addr] = true
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+// AddressMatches reports whether addr is one of names, case-insensitively,
+// where a name "*@domain" matches every address of that domain.
+func AddressMatches(names []string, addr string) bool {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	for _, n := range names {
+		if n == addr || (at >= 0 && strings.HasPrefix(n, "*@") && n[1:] == addr[at:]) {
+			return true
+		}
+	}
+	return false
 }
