@@ -14,6 +14,11 @@ func isContentField(k string) bool {
 	return strings.HasPrefix(k, "content-") || k == "mime-version"
 }
 
+// isBodyField reports the Content-* fields an entity carries.
+func isBodyField(k string) bool {
+	return strings.HasPrefix(strings.ToLower(k), "content-")
+}
+
 // Replace returns a complete message made of outer's header fields that do
 // not describe the body (From, To, Subject, Date, Message-ID ...) followed
 // by entity, a MIME entity (its Content-* header fields and body). The
@@ -26,7 +31,7 @@ func Replace(outer textproto.Header, entity []byte) []byte {
 	hdrLen := headerEnd(entity)
 	inner, err := textproto.ReadHeader(bufioReader(entity[:hdrLen]))
 	if err == nil {
-		writeFields(&buf, inner, isContentField)
+		writeFields(&buf, inner, isBodyField)
 	}
 	if inner.Get("Content-Type") == "" {
 		buf.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
