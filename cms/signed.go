@@ -86,7 +86,7 @@ func ParseSignedData(der []byte) (sd *SignedData, err error) {
 	if !ci.ContentType.Equal(OIDSignedData) {
 		return nil, reason.New(reason.Malformed, "content type %s is not SignedData", ci.ContentType)
 	}
-	return sdParse(ci.Content.FullBytes)
+	return sdParse(ci.Content.Bytes) // Bytes: the element inside the [0] EXPLICIT tag
 }
 
 func sdParse(b []byte) (*SignedData, error) {
