@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
@@ -53,7 +54,7 @@ func (h *Handler) Inbound(ctx context.Context, raw []byte) (*article.Outcome, er
 
 // fromAddress returns the lower-cased address of the first From mailbox.
 func fromAddress(h textproto.Header) string {
-	mh := mail.Header{Header: h}
+	mh := mail.Header{Header: message.Header{Header: h}}
 	list, err := mh.AddressList("From")
 	if err != nil || len(list) == 0 {
 		// Fall back to a raw scan: a display name in a broken charset must

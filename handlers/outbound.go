@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
@@ -139,7 +140,7 @@ type addresses struct {
 }
 
 func parseAddresses(h textproto.Header, self bool) addresses {
-	mh := mail.Header{Header: h}
+	mh := mail.Header{Header: message.Header{Header: h}}
 	var a addresses
 	list := func(k string) []string {
 		l, err := mh.AddressList(k)
