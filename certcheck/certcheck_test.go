@@ -125,7 +125,7 @@ subjectAltName=email:alice@example.org
 // leafSpec is one certificate issued by the intermediate with `openssl ca`.
 type leafSpec struct {
 	name, key, ext, subj, san string
-	start, end            string // -startdate / -enddate, empty = now / 30 days
+	start, end                string // -startdate / -enddate, empty = now / 30 days
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("20060102150405Z") }
