@@ -30,8 +30,8 @@ type world struct {
 	pki     *demopki.PKI
 	foreign *demopki.PKI // not trusted
 
-	ours, oursEC, alice, bob, carol, expired, future, revoked, stranger demopki.Identity
-	paths                                                               map[string][2]string // name -> cert, key
+	ours, oursEC, alice, bob, carol, expired, future, revoked, stranger, strangerElse demopki.Identity
+	paths                                                                             map[string][2]string // name -> cert, key
 
 	pgpAliceFpr, pgpStrangerFpr, pgpOursFpr string
 }
@@ -98,6 +98,7 @@ func buildWorld() (*world, error) {
 	w.future = leaf(w.pki, "early@customer.example", demopki.LeafOptions{NotBefore: now.AddDate(0, 1, 0)})
 	w.revoked = leaf(w.pki, "gone@customer.example", demopki.LeafOptions{})
 	w.stranger = leaf(w.foreign, "alice@customer.example", demopki.LeafOptions{})
+	w.strangerElse = leaf(w.foreign, "stranger@customer.example", demopki.LeafOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +119,11 @@ func buildWorld() (*world, error) {
 	writePEM("support-ec.pem", w.oursEC.CertPEM(), ecKey)
 	writePEM("alice.crt", w.alice.CertPEM())
 	writePEM("bob.crt", w.bob.CertPEM())
+	// Recipients whose certificates are unusable, for outbound and preflight.
+	writePEM("old.crt", w.expired.CertPEM())
+	writePEM("early.crt", w.future.CertPEM())
+	writePEM("gone.crt", w.revoked.CertPEM())
+	writePEM("stranger.crt", w.strangerElse.CertPEM())
 	if err != nil {
 		return nil, err
 	}

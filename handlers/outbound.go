@@ -253,6 +253,11 @@ func (ob *outbound) plan(t result.Type) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
+		if rc.rcpt.Status != StatusFound && a == ob.addrs.from && !ob.isRecipient(a) {
+			// Our own copy is a convenience: without our own certificate
+			// the recipients are still protected.
+			continue
+		}
 		if rc.rcpt.Status != StatusFound && p.encErr == "" {
 			p.encErr = *rc.rcpt.Reason
 		}
@@ -273,6 +278,16 @@ func (ob *outbound) plan(t result.Type) (*plan, error) {
 		p.encErr = missingCode(t)
 	}
 	return p, nil
+}
+
+// isRecipient reports whether addr is also a To or Cc recipient.
+func (ob *outbound) isRecipient(addr string) bool {
+	for _, a := range append(append([]string{}, ob.addrs.to...), ob.addrs.cc...) {
+		if a == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // ownCertificate returns our signing certificate for addr as an encryption
