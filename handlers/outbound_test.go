@@ -41,7 +41,7 @@ func withRecipients(msg, to, cc, bcc string) []byte {
 	return []byte(out)
 }
 
-func boolp(b bool) *bool { return &b }
+func boolp(b bool) *bool    { return &b }
 func strp(s string) *string { return &s }
 
 func (w *world) write(t testing.TB, name string, b []byte) string {
