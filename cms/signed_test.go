@@ -445,3 +445,49 @@ func BenchmarkVerifyRSA2048(b *testing.B) {
 		}
 	}
 }
+
+// TestMultipleSigners checks that every signer is verified and reported,
+// and that one signer without a certificate fails the whole message.
+func TestMultipleSigners(t *testing.T) {
+	fx := sdGetFixture(t)
+	rsaLeaf, ecLeaf := fx.leaves["rsa"], fx.leaves["ec"]
+	der := fx.sign(t, "rsa", sdMessage, "-signer", ecLeaf.certPath, "-inkey", ecLeaf.keyPath)
+	sd, err := ParseSignedData(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sd.SignerIDs()); n != 2 {
+		t.Fatalf("%d signer ids, want 2", n)
+	}
+	infos, err := sd.Verify(sdMessage, nil)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(infos) != 2 {
+		t.Fatalf("%d signers, want 2", len(infos))
+	}
+	seen := map[string]bool{}
+	for _, s := range infos {
+		seen[s.SignatureAlgorithm] = true
+		if !s.Cert.Equal(rsaLeaf.cert) && !s.Cert.Equal(ecLeaf.cert) {
+			t.Errorf("unexpected signer %q", s.Cert.Subject)
+		}
+	}
+	if !seen[SigRSAPKCS1] || !seen[SigECDSA] {
+		t.Errorf("algorithms %v", seen)
+	}
+
+	// Without certificates, a lookup that knows only one signer fails.
+	der = fx.sign(t, "rsa", sdMessage, "-nocerts", "-signer", ecLeaf.certPath, "-inkey", ecLeaf.keyPath)
+	sd, err = ParseSignedData(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err = sd.Verify(sdMessage, func(RecipientID) []*x509.Certificate { return []*x509.Certificate{rsaLeaf.cert} })
+	if reason.CodeOf(err) != reason.NoCertificate {
+		t.Fatalf("Verify = %v, want no-certificate", err)
+	}
+	if len(infos) == 0 || infos[len(infos)-1].Cert != nil {
+		t.Fatalf("failing signer should be reported last without a certificate: %+v", infos)
+	}
+}
