@@ -35,10 +35,16 @@ func VerifySigner(cert *x509.Certificate, extra []*x509.Certificate, trust *keys
 	if cert == nil {
 		return nil, reason.New(reason.NoCertificate, "no signer certificate")
 	}
+	// Dates and trust first, usage last: "untrusted" is the more
+	// fundamental answer when both apply.
+	chain, err := verify(cert, extra, trust, at)
+	if err != nil {
+		return nil, err
+	}
 	if cert.KeyUsage != 0 && cert.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
 		return nil, reason.New(reason.NoCertificate, "%s: key usage forbids signing", detailUnusable)
 	}
-	return verify(cert, extra, trust, at)
+	return chain, nil
 }
 
 // CheckRecipient validates a recipient certificate for encryption at now:
@@ -60,11 +66,13 @@ func CheckRecipient(cert *x509.Certificate, trust *keys.Trust, now time.Time) er
 	default:
 		return reason.New(reason.UnsupportedAlgorithm, "cannot encrypt to a %T key", cert.PublicKey)
 	}
+	if _, err := verify(cert, nil, trust, now); err != nil {
+		return err
+	}
 	if cert.KeyUsage != 0 && cert.KeyUsage&need == 0 {
 		return reason.New(reason.NoCertificate, "%s: key usage forbids encryption", detailUnusable)
 	}
-	_, err := verify(cert, nil, trust, now)
-	return err
+	return nil
 }
 
 // MatchesAddress reports whether cert names addr as an rfc822Name SAN or
