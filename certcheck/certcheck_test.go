@@ -325,6 +325,7 @@ func TestVerifySigner(t *testing.T) {
 		{name: "nil trust", cert: "good", extra: []*x509.Certificate{p.inter}, want: reason.UntrustedIssuer},
 		{name: "no roots", cert: "good", extra: []*x509.Certificate{p.inter}, trust: &keys.Trust{Intermediates: pool(p.inter)}, want: reason.UntrustedIssuer},
 		{name: "other root with the same name", cert: "untrusted", trust: full, want: reason.UntrustedIssuer},
+		{name: "message brings its own root", cert: "untrusted", extra: []*x509.Certificate{p.otherRoot}, trust: full, want: reason.UntrustedIssuer},
 		{name: "intermediate as the only anchor is trusted", cert: "good", trust: &keys.Trust{Roots: pool(p.inter)}},
 		{name: "wrong root only", cert: "good", extra: []*x509.Certificate{p.inter}, trust: &keys.Trust{Roots: pool(p.otherRoot)}, want: reason.UntrustedIssuer},
 		{name: "expired", cert: "expired", trust: full, want: reason.Expired},
