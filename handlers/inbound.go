@@ -33,7 +33,14 @@ type CapabilityRecorder interface {
 // layer, and returns the security block with the unwrapped message. A
 // security failure is part of the outcome; an error means the message
 // could not be processed at all (too large, unparseable, store down).
-func (h *Handler) Inbound(ctx context.Context, raw []byte) (*article.Outcome, error) {
+func (h *Handler) Inbound(ctx context.Context, raw []byte) (out *article.Outcome, err error) {
+	defer func() {
+		// The crypto and MIME libraries recover their own panics; this is
+		// the last line so one hostile article can never stop the worker.
+		if r := recover(); r != nil {
+			out, err = nil, reason.New(reason.Malformed, "panic while processing: %v", r)
+		}
+	}()
 	root, err := mimewalk.Parse(raw, h.cfg.Limits)
 	if err != nil {
 		return nil, err
@@ -45,7 +52,7 @@ func (h *Handler) Inbound(ctx context.Context, raw []byte) (*article.Outcome, er
 	if err != nil {
 		return nil, err
 	}
-	out := &article.Outcome{Security: in.sec, Raw: raw}
+	out = &article.Outcome{Security: in.sec, Raw: raw}
 	if changed && entity != nil {
 		out.Raw = mimewalk.Replace(root.Header, entity)
 	}
