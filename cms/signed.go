@@ -432,6 +432,10 @@ func sdCheckSignature(pub crypto.PublicKey, scheme sdSigScheme, h crypto.Hash, s
 	badKey := func() error {
 		return reason.New(reason.BadSignature, "certificate key %T does not fit signature algorithm %s", pub, scheme.name)
 	}
+	if pub == nil {
+		// crypto/x509 leaves PublicKey nil for key algorithms it does not know.
+		return reason.New(reason.UnsupportedAlgorithm, "signer certificate has an unsupported public key algorithm")
+	}
 	var err error
 	switch scheme.name {
 	case SigRSAPKCS1:
