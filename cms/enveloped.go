@@ -27,6 +27,11 @@ import (
 // read from one message; real messages have a handful.
 const envMaxRecipients = 1024
 
+// envMaxKeyOps bounds the private-key operations one message can cause:
+// a hostile message repeating our identifier must not make us spend
+// seconds of RSA time on it.
+const envMaxKeyOps = 16
+
 // DecryptOptions tune Decrypt. The zero value refuses 3DES; callers that
 // follow the product default set AllowLegacy3DES.
 type DecryptOptions struct {
@@ -417,6 +422,7 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 
 	var matched, locked bool
 	var lastErr error
+	ops := 0
 	for _, r := range ris {
 		if r.other != "" {
 			continue
@@ -430,6 +436,9 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 			if k.Locked || k.Key == nil {
 				locked = true
 				continue
+			}
+			if ops++; ops > envMaxKeyOps {
+				return nil, reason.New(reason.TooComplex, "more than %d matching recipient keys", envMaxKeyOps)
 			}
 			cek, keyAlg, err := envUnwrapCEK(r, k, ca.spec.keyLen)
 			if err != nil {

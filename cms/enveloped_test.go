@@ -390,3 +390,25 @@ func TestDecryptSKIFallback(t *testing.T) {
 		t.Fatal("SKI of another certificate matches")
 	}
 }
+
+// TestDecryptKeyOpLimit: a message naming our certificate many times costs
+// at most envMaxKeyOps private-key operations.
+func TestDecryptKeyOpLimit(t *testing.T) {
+	fx := envGetFixture(t)
+	var certs []*x509.Certificate
+	for i := 0; i < envMaxKeyOps+4; i++ {
+		certs = append(certs, fx.rsaA.cert)
+	}
+	der, err := Encrypt([]byte("hello"), certs, EncryptOptions{Cipher: AES128GCM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := []keys.SMIMEKey{{Cert: fx.rsaA.cert, Key: fx.rsaB.smime.Key}}
+	if _, err := Decrypt(der, wrong, DecryptOptions{}); reason.CodeOf(err) != reason.TooComplex {
+		t.Fatalf("got %v, want too-complex", err)
+	}
+	d, err := Decrypt(der, envKeys(fx.rsaA), DecryptOptions{})
+	if err != nil || string(d.Plaintext) != "hello" {
+		t.Fatalf("right key: %v", err)
+	}
+}
