@@ -41,11 +41,17 @@ const maxKeyPackets = 256
 // S/MIME ciphers; a SEIPD packet whose MDC is missing or wrong is Malformed.
 func Decrypt(ctx context.Context, msg []byte, k Keys, at time.Time) (d *Decrypted, err error) {
 	defer recoverTo(&err)
+	return decrypt(ctx, msg, k, at, MaxPlaintextSize)
+}
+
+// decrypt is Decrypt with the plaintext limit as a parameter (tests use a
+// small one).
+func decrypt(ctx context.Context, msg []byte, k Keys, at time.Time, maxPlain int64) (*Decrypted, error) {
 	body, err := dearmor(msg, openpgp.MessageType)
 	if err != nil {
 		return nil, err
 	}
-	cfg := readConfig(at)
+	cfg := readConfig(at, maxPlain)
 	packets := packet.NewReader(body)
 
 	var eks []*packet.EncryptedKey
@@ -87,7 +93,7 @@ Packets:
 			if len(eks) > 0 || symmetric {
 				return nil, reason.New(reason.Malformed, "session keys not followed by encrypted data")
 			}
-			return readPlain(ctx, msg, k, at)
+			return readPlain(ctx, msg, k, at, maxPlain)
 		}
 	}
 
@@ -156,7 +162,7 @@ FindKey:
 	if err != nil {
 		return nil, classify(err, reason.Malformed, "reading decrypted packets")
 	}
-	plain, err := readBody(md, len(msg))
+	plain, err := readBody(md, sizeHint(msg), maxPlain)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +176,7 @@ FindKey:
 	if kr.err != nil {
 		return nil, kr.err
 	}
-	d = &Decrypted{
+	d := &Decrypted{
 		Plaintext: plain,
 		Encrypted: true,
 		Recipient: recipient,
@@ -181,17 +187,17 @@ FindKey:
 }
 
 // readPlain handles a message that is signed or literal data only.
-func readPlain(ctx context.Context, msg []byte, k Keys, at time.Time) (*Decrypted, error) {
+func readPlain(ctx context.Context, msg []byte, k Keys, at time.Time, maxPlain int64) (*Decrypted, error) {
 	body, err := dearmor(msg, openpgp.MessageType)
 	if err != nil {
 		return nil, err
 	}
 	kr := newKeyRing(ctx, k, nil)
-	md, err := openpgp.ReadMessage(body, kr, nil, readConfig(at))
+	md, err := openpgp.ReadMessage(body, kr, nil, readConfig(at, maxPlain))
 	if err != nil {
 		return nil, classify(err, reason.Malformed, "reading message packets")
 	}
-	plain, err := readBody(md, len(msg))
+	plain, err := readBody(md, sizeHint(msg), maxPlain)
 	if err != nil {
 		return nil, err
 	}
@@ -204,18 +210,28 @@ func readPlain(ctx context.Context, msg []byte, k Keys, at time.Time) (*Decrypte
 }
 
 // readBody reads the literal data to the end (which also makes go-crypto
-// check the trailing signature) within MaxPlaintextSize.
-func readBody(md *openpgp.MessageDetails, hint int) ([]byte, error) {
+// check the trailing signature) within maxPlain bytes.
+func readBody(md *openpgp.MessageDetails, hint int, maxPlain int64) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(min(hint, MaxPlaintextSize))
-	n, err := io.Copy(&buf, io.LimitReader(md.UnverifiedBody, MaxPlaintextSize+1))
+	buf.Grow(int(min(int64(hint), maxPlain)) + bytes.MinRead)
+	n, err := io.Copy(&buf, io.LimitReader(md.UnverifiedBody, maxPlain+1))
 	if err != nil {
 		return nil, classify(err, reason.Malformed, "reading decrypted data")
 	}
-	if n > MaxPlaintextSize {
-		return nil, reason.New(reason.TooLarge, "plaintext exceeds %d bytes", MaxPlaintextSize)
+	if n > maxPlain {
+		return nil, reason.New(reason.TooLarge, "plaintext exceeds %d bytes", maxPlain)
 	}
 	return buf.Bytes(), nil
+}
+
+// sizeHint estimates the plaintext size from the message size (armor is
+// 4/3 of binary), so the plaintext buffer is allocated once for an
+// uncompressed message: peak heap stays near message + plaintext.
+func sizeHint(msg []byte) int {
+	if len(msg) > 0 && msg[0]&0x80 == 0 {
+		return len(msg) / 4 * 3
+	}
+	return len(msg)
 }
 
 // signatureOutcome turns go-crypto's verdict on an inline signature into

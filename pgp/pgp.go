@@ -176,8 +176,8 @@ func (r *keyRing) DecryptionKeys() []openpgp.Key { return r.secret.DecryptionKey
 
 // verifyConfig is the go-crypto configuration for reading: reference time
 // `at`; validity is re-judged by checkValidity.
-func readConfig(at time.Time) *packet.Config {
-	limit := int64(MaxPlaintextSize)
+func readConfig(at time.Time, maxPlain int64) *packet.Config {
+	limit := maxPlain
 	return &packet.Config{
 		Time:                       func() time.Time { return at },
 		MaxDecompressedMessageSize: &limit,

@@ -294,14 +294,15 @@ func TestVerifyClearsignedGPG(t *testing.T) {
 		{"no block", []byte("just text"), reason.Malformed, ""},
 		{"truncated", good[:len(good)/2], reason.Malformed, ""},
 	}
-	if !bytes.Equal(hashLie, good) {
-		tests = append(tests, struct {
-			name   string
-			in     []byte
-			code   reason.Code
-			signer string
-		}{"hash header lies", hashLie, reason.BadSignature, ""})
+	if bytes.Equal(hashLie, good) {
+		t.Fatalf("expected a Hash: SHA256 header in gpg's output:\n%s", good)
 	}
+	tests = append(tests, struct {
+		name   string
+		in     []byte
+		code   reason.Code
+		signer string
+	}{"hash header lies", hashLie, reason.BadSignature, ""})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v, text, err := VerifyClearsigned(context.Background(), tc.in, f.keys, time.Now())
@@ -544,4 +545,42 @@ func validSig(status, fpr string) bool {
 		}
 	}
 	return false
+}
+
+// TestDecryptCompressionBomb checks that decompression is bounded: a highly
+// compressible plaintext over the limit is TooLarge, not an allocation.
+func TestDecryptCompressionBomb(t *testing.T) {
+	f := getFixtures(t)
+	e := f.pub["cv@example.org"]
+	var buf bytes.Buffer
+	cfg := &packet.Config{DefaultCompressionAlgo: packet.CompressionZLIB, DefaultCipher: packet.CipherAES256}
+	w, err := openpgp.Encrypt(&buf, []*openpgp.Entity{e}, nil, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1<<20)
+	for range 4 {
+		if _, err := w.Write(zeros); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > 64<<10 {
+		t.Fatalf("bomb of %d bytes is not compressed", buf.Len())
+	}
+	for _, tc := range []struct {
+		limit int64
+		code  reason.Code
+	}{{1 << 20, reason.TooLarge}, {8 << 20, ""}} {
+		d, err := decrypt(context.Background(), buf.Bytes(), f.keys, time.Now(), tc.limit)
+		wantCode(t, err, tc.code)
+		if tc.code == "" && len(d.Plaintext) != 4<<20 {
+			t.Fatalf("plaintext of %d bytes", len(d.Plaintext))
+		}
+		if tc.code != "" && d != nil {
+			t.Fatal("partial result")
+		}
+	}
 }
