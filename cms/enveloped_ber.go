@@ -125,7 +125,7 @@ func envChildren(e envElem, depth int, max int) ([]envElem, error) {
 	if !e.constructed {
 		return nil, fmt.Errorf("%w: expected a constructed element", errEnvBER)
 	}
-	var out []envElem
+	out := make([]envElem, 0, min(max, 8))
 	b := e.body
 	for len(b) > 0 {
 		if len(out) >= max {

@@ -3,16 +3,23 @@ package cms
 import (
 	"bytes"
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/reason"
@@ -410,5 +417,67 @@ func TestDecryptKeyOpLimit(t *testing.T) {
 	d, err := Decrypt(der, envKeys(fx.rsaA), DecryptOptions{})
 	if err != nil || string(d.Plaintext) != "hello" {
 		t.Fatalf("right key: %v", err)
+	}
+}
+
+// TestDecryptAuthAttrs covers AuthEnvelopedData with authenticated
+// attributes (RFC 5083 §2.1), which openssl does not emit: the MAC covers
+// the attributes' DER SET OF encoding, so changing one must fail.
+func TestDecryptAuthAttrs(t *testing.T) {
+	fx := envGetFixture(t)
+	cek := envRandom(t, 16)
+	nonce := envRandom(t, 12)
+	plain := []byte("authenticated attributes")
+	ri, err := envKtriFor(rand.Reader, fx.rsaA.cert, fx.rsaA.cert.PublicKey.(*rsa.PublicKey), cek, EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// authAttrs: one content-type attribute (id-data).
+	attrs := func(oid asn1.ObjectIdentifier) []byte {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1ObjectIdentifier(OIDAttrContentType)
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oid) })
+			})
+		})
+		return b.BytesOrPanic()
+	}
+	aad := attrs(OIDData)
+	block, _ := aes.NewCipher(cek)
+	aead, _ := cipher.NewGCM(block)
+	sealed := aead.Seal(nil, nonce, plain, aad)
+	build := func(attrSet []byte) []byte {
+		params, _ := asn1.Marshal(envGCMParams{Nonce: nonce, ICVLen: 16})
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(OIDAuthEnvelopedData)
+			b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1Int64(0)
+					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(ri) })
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1ObjectIdentifier(OIDData)
+						envAddAlgID(b, envOIDAES128GCM, params)
+						b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(sealed[:len(plain)]) })
+					})
+					// [1] IMPLICIT replaces the SET OF tag.
+					b.AddBytes(append([]byte{0xa1}, attrSet[1:]...))
+					b.AddASN1OctetString(sealed[len(plain):])
+				})
+			})
+		})
+		return b.BytesOrPanic()
+	}
+	d, err := Decrypt(build(aad), envKeys(fx.rsaA), DecryptOptions{})
+	if err != nil {
+		t.Fatalf("Decrypt with authAttrs: %v", err)
+	}
+	if !bytes.Equal(d.Plaintext, plain) || !d.Authenticated {
+		t.Fatalf("got %q authenticated=%v", d.Plaintext, d.Authenticated)
+	}
+	d, err = Decrypt(build(attrs(OIDSignedData)), envKeys(fx.rsaA), DecryptOptions{})
+	if reason.CodeOf(err) != reason.Malformed || d != nil {
+		t.Fatalf("changed authAttrs: got %v, want malformed", err)
 	}
 }
