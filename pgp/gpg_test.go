@@ -274,8 +274,11 @@ func makeFixtures() (*fixtures, error) {
 		{"clear-alice", []byte(f.clearText), []string{"--clearsign", "-u", "alice@example.org"}},
 		{"clear-p256", []byte(f.clearText), []string{"--clearsign", "-u", "p256@example.org"}},
 		{"clear-stranger", []byte(f.clearText), []string{"--clearsign", "-u", "stranger@example.org"}},
+		{"sign-alice-bin", plain, []string{"--sign", "-z", "0", "-u", "alice@example.org"}},
+		{"se-rev", plain, append([]string{"--armor", "-se", "-u", "rev@example.org"}, enc("cv@example.org")...)},
 		// Made by the old key now, before it gets its expiry below.
 		{"det-old-after", f.canon, []string{"--armor", "--detach-sign", "-u", "old@example.org"}},
+		{"se-old-after", plain, append([]string{"--armor", "-se", "-u", "old@example.org"}, enc("cv@example.org")...)},
 	}
 	for _, j := range jobs {
 		out, err := g.run(j.stdin, j.args...)

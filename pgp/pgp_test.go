@@ -54,6 +54,9 @@ func TestDecryptGPG(t *testing.T) {
 		{name: "sign+encrypt binary rsa", msg: "se-alice-rsa-bin", recipient: "rsa@example.org", cipher: "aes-256", signer: "alice@example.org", encrypted: true},
 		{name: "sign+encrypt unknown signer", msg: "se-stranger-cv", recipient: "cv@example.org", cipher: "aes-256", sigCode: reason.NoPublicKey, encrypted: true},
 		{name: "signed only", msg: "sign-alice", signer: "alice@example.org"},
+		{name: "signed only binary", msg: "sign-alice-bin", signer: "alice@example.org"},
+		{name: "sign+encrypt revoked signer", msg: "se-rev", recipient: "cv@example.org", cipher: "aes-256", sigCode: reason.Revoked, encrypted: true},
+		{name: "sign+encrypt after signer expiry", msg: "se-old-after", recipient: "cv@example.org", cipher: "aes-256", sigCode: reason.Expired, encrypted: true},
 		{name: "no key", msg: "enc-stranger", code: reason.NoPrivateKey},
 		{name: "locked key", msg: "enc-locked", code: reason.WrongPassphrase},
 	}
@@ -582,5 +585,79 @@ func TestDecryptCompressionBomb(t *testing.T) {
 		if tc.code != "" && d != nil {
 			t.Fatal("partial result")
 		}
+	}
+}
+
+// TestDecryptBadInnerSignature covers a signature that fails inside an
+// intact encryption layer (and inside a signed-only message): the plaintext
+// is returned, the signature outcome is BadSignature.
+func TestDecryptBadInnerSignature(t *testing.T) {
+	f := getFixtures(t)
+	signed := bytes.Replace(f.msg["sign-alice-bin"], []byte("1234"), []byte("1235"), 1)
+	if bytes.Equal(signed, f.msg["sign-alice-bin"]) {
+		t.Fatal("literal data not found in the uncompressed signed message")
+	}
+	want := bytes.Replace(f.msg["plain"], []byte("1234"), []byte("1235"), 1)
+
+	// Encrypt the tampered signed packets as they are, with a valid MDC.
+	var enc bytes.Buffer
+	key := make([]byte, 32)
+	ek, _ := f.pub["rsa@example.org"].EncryptionKey(time.Now())
+	if err := packet.SerializeEncryptedKey(&enc, ek.PublicKey, packet.CipherAES256, key, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := packet.SerializeSymmetricallyEncrypted(&enc, packet.CipherAES256, false, packet.CipherSuite{}, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(signed); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, msg := range map[string][]byte{"signed only": signed, "encrypted": enc.Bytes()} {
+		t.Run(name, func(t *testing.T) {
+			d, err := Decrypt(context.Background(), msg, f.keys, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(d.Plaintext, want) {
+				t.Fatalf("plaintext %q", d.Plaintext)
+			}
+			wantCode(t, d.SignatureErr, reason.BadSignature)
+			if d.Signature != nil {
+				t.Fatal("good signature reported")
+			}
+		})
+	}
+}
+
+func TestEncryptDedupesRecipients(t *testing.T) {
+	f := getFixtures(t)
+	cv := f.pub["cv@example.org"]
+	out, err := Encrypt(f.msg["plain"], []*openpgp.Entity{cv, f.sec["cv@example.org"], cv}, nil, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := dearmor(out, openpgp.MessageType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packets := packet.NewReader(r)
+	n := 0
+	for {
+		p, err := packets.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := p.(*packet.EncryptedKey); !ok {
+			break
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d session-key packets for one key", n)
 	}
 }

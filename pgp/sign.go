@@ -84,11 +84,20 @@ func Encrypt(data []byte, to []*openpgp.Entity, signer *openpgp.Entity, h crypto
 		return nil, reason.New(reason.NoPublicKey, "no recipients")
 	}
 	now := time.Now()
+	// The caller may name one key twice (our own address among the
+	// recipients); one session-key packet per key is enough.
+	seen := map[string]bool{}
+	uniq := make([]*openpgp.Entity, 0, len(to))
 	for _, e := range to {
 		if err := CanEncrypt(e, now); err != nil {
 			return nil, err
 		}
+		if fp := fingerprint(e); !seen[fp] {
+			seen[fp] = true
+			uniq = append(uniq, e)
+		}
 	}
+	to = uniq
 	if signer != nil {
 		if _, ok := micalgs[h]; !ok {
 			return nil, reason.New(reason.UnsupportedAlgorithm, "signing hash %s not offered (use SHA-256, SHA-384 or SHA-512)", hashName(h))
