@@ -396,7 +396,11 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 	if ca.spec.gcm != m.auth {
 		// GCM needs the mac field of AuthEnvelopedData, and
 		// AuthEnvelopedData needs an authenticated cipher.
-		return nil, reason.New(reason.UnsupportedAlgorithm, "%s in %s", ca.spec.name, map[bool]string{true: "AuthEnvelopedData", false: "EnvelopedData"}[m.auth])
+		kind := "EnvelopedData"
+		if m.auth {
+			kind = "AuthEnvelopedData"
+		}
+		return nil, reason.New(reason.UnsupportedAlgorithm, "%s in %s", ca.spec.name, kind)
 	}
 	if m.auth && len(m.mac) != ca.tagLen {
 		return nil, reason.New(reason.Malformed, "GCM tag of %d bytes, expected %d", len(m.mac), ca.tagLen)
@@ -440,7 +444,7 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 			if ops++; ops > envMaxKeyOps {
 				return nil, reason.New(reason.TooComplex, "more than %d matching recipient keys", envMaxKeyOps)
 			}
-			cek, keyAlg, err := envUnwrapCEK(r, k, ca.spec.keyLen)
+			cek, keyAlg, err := envUnwrapCEK(r, k, ca.spec.keyLen, ca.spec.weak)
 			if err != nil {
 				lastErr = err
 				continue
@@ -604,13 +608,13 @@ func envParseOAEP(params []byte) (*rsa.OAEPOptions, string, error) {
 }
 
 // envUnwrapCEK recovers the content key for r with our key k.
-func envUnwrapCEK(r envRecipient, k *keys.SMIMEKey, keyLen int) ([]byte, string, error) {
+func envUnwrapCEK(r envRecipient, k *keys.SMIMEKey, keyLen int, legacy bool) ([]byte, string, error) {
 	if r.kari != nil {
 		agreer, ok := k.Key.(keys.KeyAgreer)
 		if !ok {
 			return nil, "", reason.New(reason.UnsupportedAlgorithm, "our key %T cannot do key agreement", k.Key)
 		}
-		return r.kari.unwrap(k.Cert, agreer, r.encKey)
+		return r.kari.unwrap(k.Cert, agreer, r.encKey, legacy)
 	}
 	dec, ok := k.Key.(crypto.Decrypter)
 	if !ok {

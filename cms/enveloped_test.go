@@ -115,6 +115,8 @@ func TestDecryptOpenSSL(t *testing.T) {
 			ours: envKeys(A, P256, P384), opts: allow, cipher: AES256GCM, keyAlg: "ecdh-p384-sha384-kdf", recipient: P384, auth: true},
 		{name: "3des weak", size: 300, args: cat([]string{"-des3"}, recip(A)), ours: envKeys(A), opts: allow,
 			cipher: DES3CBC, keyAlg: "rsa-pkcs1v15", recipient: A, weak: true},
+		{name: "ec 3des weak", size: 300, args: cat([]string{"-des3"}, recip(P384, "ecdh_kdf_md:sha256")), ours: envKeys(P384), opts: allow,
+			cipher: DES3CBC, keyAlg: "ecdh-p384-sha256-kdf", recipient: P384, weak: true},
 		{name: "3des refused by configuration", size: 300, args: cat([]string{"-des3"}, recip(A)), ours: envKeys(A),
 			wantCode: reason.UnsupportedAlgorithm},
 		{name: "des unsupported", size: 300, args: cat([]string{"-des"}, legacy, recip(A)), ours: envKeys(A), opts: allow,

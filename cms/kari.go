@@ -30,6 +30,7 @@ var (
 	envOIDAES128Wrap  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 5}
 	envOIDAES192Wrap  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 25}
 	envOIDAES256Wrap  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 45}
+	envOID3DESWrap    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 6}
 )
 
 // envKDFSchemes are the dhSinglePass-stdDH-*kdf-scheme OIDs.
@@ -53,6 +54,8 @@ func envWrapKeyLen(oid asn1.ObjectIdentifier) int {
 		return 24
 	case oid.Equal(envOIDAES256Wrap):
 		return 32
+	case oid.Equal(envOID3DESWrap):
+		return 24
 	}
 	return 0
 }
@@ -214,7 +217,9 @@ func envECDHCurve(pub any) (ecdh.Curve, string, bool) {
 }
 
 // unwrap derives the KEK with our key and unwraps the content key.
-func (k *envKari) unwrap(cert *x509.Certificate, agreer keys.KeyAgreer, encKey []byte) (cek []byte, alg string, err error) {
+// allow3DESWrap is set only for (permitted) 3DES content, the one place
+// senders use the 3DES key wrap.
+func (k *envKari) unwrap(cert *x509.Certificate, agreer keys.KeyAgreer, encKey []byte, allow3DESWrap bool) (cek []byte, alg string, err error) {
 	curve, curveName, ok := envECDHCurve(cert.PublicKey)
 	if !ok {
 		return nil, "", reason.New(reason.UnsupportedAlgorithm, "key agreement with a %T certificate", cert.PublicKey)
@@ -233,7 +238,7 @@ func (k *envKari) unwrap(cert *x509.Certificate, agreer keys.KeyAgreer, encKey [
 		return nil, "", reason.New(reason.UnsupportedAlgorithm, "key agreement scheme %s", k.scheme)
 	}
 	kekLen := envWrapKeyLen(k.wrapOID)
-	if kekLen == 0 {
+	if kekLen == 0 || (k.wrapOID.Equal(envOID3DESWrap) && !allow3DESWrap) {
 		return nil, alg, reason.New(reason.UnsupportedAlgorithm, "key wrap algorithm %s", k.wrapOID)
 	}
 	remote, err := curve.NewPublicKey(k.originator)
@@ -250,7 +255,11 @@ func (k *envKari) unwrap(cert *x509.Certificate, agreer keys.KeyAgreer, encKey [
 	}
 	kek := envX963KDF(h, z, si, kekLen)
 	clear(z)
-	cek, err = envKeyUnwrap(kek, encKey)
+	if k.wrapOID.Equal(envOID3DESWrap) {
+		cek, err = envDES3KeyUnwrap(kek, encKey)
+	} else {
+		cek, err = envKeyUnwrap(kek, encKey)
+	}
 	clear(kek)
 	if err != nil {
 		return nil, alg, err

@@ -2,9 +2,13 @@ package cms
 
 import (
 	"crypto/aes"
+	"crypto/cipher"
+	"crypto/des"
+	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
+	"slices"
 )
 
 // AES key wrap (RFC 3394) as used by ECDH key agreement in CMS (RFC 5753,
@@ -78,4 +82,32 @@ func envKeyUnwrap(kek, wrapped []byte) ([]byte, error) {
 		return nil, errKeyWrap
 	}
 	return out, nil
+}
+
+// Triple-DES key wrap (RFC 3217 §3), which openssl uses when 3DES content
+// meets ECDH key agreement. Read only: legacy mail, never written.
+
+var envDES3WrapIV = []byte{0x4a, 0xdd, 0xa2, 0x2c, 0x79, 0xe8, 0x21, 0x05}
+
+// envDES3KeyUnwrap unwraps a 24-byte 3DES key wrapped under a 3DES kek.
+func envDES3KeyUnwrap(kek, wrapped []byte) ([]byte, error) {
+	if len(wrapped) != 40 {
+		return nil, errKeyWrap
+	}
+	block, err := des.NewTripleDESCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	temp := make([]byte, 40)
+	cipher.NewCBCDecrypter(block, envDES3WrapIV).CryptBlocks(temp, wrapped)
+	slices.Reverse(temp)
+	iv, wk := temp[:8], temp[8:]
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(wk, wk)
+	key, cks := wk[:24], wk[24:]
+	sum := sha1.Sum(key)
+	if subtle.ConstantTimeCompare(sum[:8], cks) != 1 {
+		clear(temp)
+		return nil, errKeyWrap
+	}
+	return key, nil
 }
