@@ -107,6 +107,28 @@ func TestDecryptGPG(t *testing.T) {
 	}
 }
 
+// TestDecryptInline covers armored messages as they arrive in a mail body:
+// CRLF line endings, text around the block.
+func TestDecryptInline(t *testing.T) {
+	f := getFixtures(t)
+	crlf := bytes.ReplaceAll(f.msg["enc-cv"], []byte("\n"), []byte("\r\n"))
+	for name, msg := range map[string][]byte{
+		"crlf":             crlf,
+		"text around":      append(append([]byte("Hello,\r\n\r\n"), crlf...), "\r\nBye\r\n"...),
+		"signed only crlf": bytes.ReplaceAll(f.msg["sign-alice"], []byte("\n"), []byte("\r\n")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, err := Decrypt(context.Background(), msg, f.keys, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(d.Plaintext, f.msg["plain"]) {
+				t.Fatalf("plaintext %q", d.Plaintext)
+			}
+		})
+	}
+}
+
 func TestDecryptErrorDetails(t *testing.T) {
 	f := getFixtures(t)
 	_, err := Decrypt(context.Background(), f.msg["enc-stranger"], f.keys, time.Now())
@@ -283,6 +305,7 @@ func TestVerifyClearsignedGPG(t *testing.T) {
 	}
 	hashLie := bytes.Replace(good, []byte("Hash: SHA256"), []byte("Hash: SHA512"), 1)
 	withPrefix := append([]byte("Some text before the block.\n\n"), good...)
+	crlf := bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n"))
 	tests := []struct {
 		name   string
 		in     []byte
@@ -292,6 +315,7 @@ func TestVerifyClearsignedGPG(t *testing.T) {
 		{"ed25519", good, "", "alice@example.org"},
 		{"p256", f.msg["clear-p256"], "", "p256@example.org"},
 		{"text before the block", withPrefix, "", "alice@example.org"},
+		{"CRLF as in a mail body", crlf, "", "alice@example.org"},
 		{"tampered", tampered, reason.BadSignature, ""},
 		{"unknown signer", f.msg["clear-stranger"], reason.NoPublicKey, ""},
 		{"no block", []byte("just text"), reason.Malformed, ""},

@@ -132,11 +132,16 @@ func Encrypt(data []byte, to []*openpgp.Entity, signer *openpgp.Entity, h crypto
 }
 
 // Summarize returns the result summary of e.
-func Summarize(e *openpgp.Entity) *result.PGPKey {
+func Summarize(e *openpgp.Entity) (s *result.PGPKey) {
+	defer func() {
+		if recover() != nil {
+			s = nil
+		}
+	}()
 	if e == nil || e.PrimaryKey == nil {
 		return nil
 	}
-	s := &result.PGPKey{
+	s = &result.PGPKey{
 		Fingerprint: fingerprint(e),
 		KeyID:       keyIDString(e.PrimaryKey.KeyId),
 		Created:     e.PrimaryKey.CreationTime.UTC(),
