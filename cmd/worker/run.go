@@ -212,7 +212,7 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	if err != nil {
 		return nil, err
 	}
-	s.handler = handlers.New(s.cache, cfg)
+	s.handler = handlers.New(newStoreKeys(s.cache, s.store), cfg)
 	pcfg := pipeline.Config{
 		SubjectPrefix: f.subjectPrefix, Concurrency: f.concurrency, Replicas: f.replicas,
 		ManageStreams: f.manageStreams, ShutdownGrace: f.shutdownGrace, Instance: f.instance, Version: version,
