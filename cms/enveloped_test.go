@@ -101,6 +101,8 @@ func TestDecryptOpenSSL(t *testing.T) {
 			cipher: AES256GCM, keyAlg: "ecdh-p256-sha1-kdf", recipient: P256, auth: true},
 		{name: "ec p256 sha256 kdf", size: 500, args: cat([]string{"-aes128"}, recip(P256, "ecdh_kdf_md:sha256")), ours: envKeys(P256), opts: allow,
 			cipher: AES128CBC, keyAlg: "ecdh-p256-sha256-kdf", recipient: P256},
+		{name: "ec p256 sha224 kdf aes192 wrap", size: 500, args: cat([]string{"-aes192"}, recip(P256, "ecdh_kdf_md:sha224")), ours: envKeys(P256), opts: allow,
+			cipher: AES192CBC, keyAlg: "ecdh-p256-sha224-kdf", recipient: P256},
 		{name: "ec p256 sha512 kdf", size: 500, args: cat([]string{"-aes256"}, recip(P256, "ecdh_kdf_md:sha512")), ours: envKeys(P256), opts: allow,
 			cipher: AES256CBC, keyAlg: "ecdh-p256-sha512-kdf", recipient: P256},
 		{name: "ec p384 default kdf", size: 500, args: cat([]string{"-aes256"}, recip(P384)), ours: envKeys(P384), opts: allow,
