@@ -43,6 +43,9 @@ var knownEnv = map[string]bool{
 	"SECMAIL_REDIS_PASSWORD": true, "SECMAIL_MASTER_KEY_FILE": true, "SECMAIL_MASTER_KEY": true,
 	"SECMAIL_METRICS_ADDR": true, "SECMAIL_CONCURRENCY": true, "SECMAIL_LANG": true,
 	"SECMAIL_LOG_FORMAT": true, "SECMAIL_SHUTDOWN_GRACE": true, "SECMAIL_KEY_BACKEND": true,
+	"SECMAIL_NATS_NKEY": true, "SECMAIL_LOG_LEVEL": true, "SECMAIL_SUBJECT_PREFIX": true,
+	"SECMAIL_DATA": true, "SECMAIL_EMBEDDED_LISTEN": true, "SECMAIL_CONFIG": true,
+	"SECMAIL_INSTANCE": true, "SECMAIL_REPLICAS": true, "SECMAIL_MANAGE_STREAMS": true,
 	"GOMEMLIMIT": true, "GOMAXPROCS": true,
 }
 
@@ -741,6 +744,11 @@ func checkProductionExtras(t *testing.T, r *rendered) {
 	img := r.deployments[0].Spec.Template.Spec.Containers[0].Image
 	if strings.HasSuffix(img, ":latest") || !strings.Contains(img, ":") {
 		t.Errorf("production image %q must be pinned to a release", img)
+	}
+	// The README's NATS release is a 3-node cluster; R1 streams there would
+	// lose articles with one node.
+	if got := configData(t, r, r.deployments[0])["SECMAIL_REPLICAS"]; got != "3" {
+		t.Errorf("production SECMAIL_REPLICAS %q, want 3", got)
 	}
 	pr := one(t, "PrometheusRule", r.rules)
 	if len(pr.Spec.Groups) == 0 {
