@@ -1,0 +1,669 @@
+// Package pipeline consumes articles from NATS JetStream, hands them to an
+// article.Handler and publishes exactly one result per article.
+//
+// Per message: decode → load raw (inline or object store) → handle →
+// publish the result with a Nats-Msg-Id derived from direction, article id
+// and the SHA-256 of the input, and wait for the PubAck → ack the input.
+// The result stream's duplicate window makes a redelivered article
+// (crashed worker, lost ack) publish no second result. Transient failures
+// are nak'ed with a backoff; permanent ones give an error result, a dead
+// letter and Term. Nothing is acknowledged before its result is stored.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/metrics"
+	"github.com/secmail/secmail/reason"
+	"github.com/secmail/secmail/result"
+)
+
+// Dead-letter headers.
+const (
+	HeaderErrorCode  = "Secmail-Error-Code"
+	HeaderError      = "Secmail-Error"
+	HeaderDeliveries = "Secmail-Deliveries"
+	HeaderDirection  = "Secmail-Direction"
+	HeaderArticleID  = "Secmail-Article-Id"
+	HeaderSubject    = "Secmail-Subject"
+)
+
+// Pipeline consumes both directions with shared durable pull consumers.
+type Pipeline struct {
+	js  jetstream.JetStream
+	nc  *nats.Conn
+	h   article.Handler
+	cfg Config
+	m   *metrics.Metrics
+	log *slog.Logger
+
+	cpu   chan struct{} // handler slots shared by both directions
+	bound atomic.Bool   // consumers bound and being consumed
+
+	mu   sync.Mutex
+	objs map[string]jetstream.ObjectStore
+}
+
+// New returns a pipeline; Run starts it. m and log may be nil.
+func New(js jetstream.JetStream, nc *nats.Conn, h article.Handler, cfg Config, m *metrics.Metrics, log *slog.Logger) (*Pipeline, error) {
+	if js == nil || nc == nil || h == nil {
+		return nil, errors.New("pipeline: JetStream, connection and handler are required")
+	}
+	cfg = cfg.Defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{
+		js: js, nc: nc, h: h, cfg: cfg, m: m, log: log,
+		cpu:  make(chan struct{}, cfg.Concurrency),
+		objs: map[string]jetstream.ObjectStore{},
+	}, nil
+}
+
+// Config is the effective configuration (defaults applied).
+func (p *Pipeline) Config() Config { return p.cfg }
+
+// Ready reports whether the pipeline is connected and consuming; for
+// /readyz.
+func (p *Pipeline) Ready(ctx context.Context) error {
+	if !p.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", p.nc.Status())
+	}
+	if !p.bound.Load() {
+		return errors.New("consumers not bound")
+	}
+	return nil
+}
+
+// Run sets up (or verifies) JetStream and consumes both directions until
+// ctx is cancelled; then it stops fetching, lets in-flight work finish
+// within ShutdownGrace (nak'ing what does not), and returns nil. It
+// returns an error when set-up fails or the connection is closed.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if p.cfg.ManageStreams {
+		if err := Setup(ctx, p.js, p.cfg); err != nil {
+			return err
+		}
+	} else if err := verify(ctx, p.js, p.cfg); err != nil {
+		return err
+	}
+	cons := make(map[article.Direction]jetstream.Consumer, len(directions))
+	for _, dir := range directions {
+		c, err := p.js.Consumer(ctx, p.cfg.InputStream, p.cfg.durable(dir))
+		if err != nil {
+			return fmt.Errorf("pipeline: bind consumer %s: %w", p.cfg.durable(dir), err)
+		}
+		cons[dir] = c
+	}
+
+	// fetchCtx stops fetching: on cancellation or on a fatal error of one
+	// direction. workCtx lets in-flight work run ShutdownGrace longer.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	go func() {
+		<-fetchCtx.Done()
+		t := time.NewTimer(p.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			stopWork()
+		case <-workCtx.Done():
+		}
+	}()
+
+	p.bound.Store(true)
+	defer p.bound.Store(false)
+	p.log.Info("pipeline consuming", "inbound", p.cfg.InputSubject(article.Inbound),
+		"outbound", p.cfg.InputSubject(article.Outbound), "concurrency", p.cfg.Concurrency)
+
+	var (
+		workers sync.WaitGroup
+		loops   sync.WaitGroup
+		errMu   sync.Mutex
+		runErr  error
+	)
+	for _, dir := range directions {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			if err := p.consume(fetchCtx, workCtx, dir, cons[dir], &workers); err != nil {
+				errMu.Lock()
+				runErr = errors.Join(runErr, err)
+				errMu.Unlock()
+				stopFetch()
+			}
+		}()
+	}
+	loops.Wait()
+	workers.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	p.log.Info("pipeline stopped")
+	return nil
+}
+
+// consume pulls messages of one direction while a slot is free.
+func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direction, c jetstream.Consumer, workers *sync.WaitGroup) error {
+	it, err := c.Messages(jetstream.PullMaxMessages(p.cfg.Prefetch))
+	if err != nil {
+		return fmt.Errorf("pipeline: consume %s: %w", dir, err)
+	}
+	slots := make(chan struct{}, p.cfg.Concurrency)
+	var fatal error
+	for fetchCtx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-fetchCtx.Done():
+			continue
+		}
+		msg, err := it.Next(jetstream.NextContext(fetchCtx))
+		if err != nil {
+			<-slots
+			if fetchCtx.Err() != nil {
+				break
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
+				fatal = fmt.Errorf("pipeline: consume %s: %w", dir, err)
+				break
+			}
+			p.log.Warn("pipeline: pull failed", "direction", dir, "err", err)
+			continue
+		}
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			defer func() { <-slots }()
+			p.work(fetchCtx, workCtx, dir, msg)
+		}()
+	}
+	// Stop pulling and hand back what is buffered, so another replica
+	// takes it now rather than after AckWait. The naks wait until the
+	// subscription is gone: a nak'ed message redelivered into our still
+	// open pull request would otherwise sit unacknowledged.
+	it.Drain()
+	var buffered []jetstream.Msg
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
+		if err != nil {
+			break
+		}
+		buffered = append(buffered, msg)
+	}
+	for _, msg := range buffered {
+		_ = msg.Nak()
+	}
+	return fatal
+}
+
+// work processes one message to its end: ack, term or nak.
+func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction, msg jetstream.Msg) {
+	start := time.Now()
+	d := string(dir)
+	p.m.InFlight(d, 1)
+	defer p.m.InFlight(d, -1)
+
+	delivered := 1
+	if md, err := msg.Metadata(); err == nil {
+		delivered = int(md.NumDelivered)
+	}
+	if delivered > 1 {
+		p.m.Redelivered(d)
+	}
+	stop := p.keepAlive(msg)
+	defer stop()
+
+	select {
+	case p.cpu <- struct{}{}:
+	case <-fetchCtx.Done():
+		_ = msg.Nak() // not started: let another replica have it
+		return
+	}
+	v := p.process(workCtx, dir, msg.Data(), delivered)
+	<-p.cpu
+
+	log := p.log.With("direction", d, "article_id", v.articleID, "delivery", delivered)
+	if v.retry {
+		if workCtx.Err() != nil {
+			_ = msg.Nak()
+			log.Info("article returned to the queue at shutdown")
+			return
+		}
+		delay := p.cfg.backoff(delivered)
+		log.Warn("transient failure, retrying", "err", v.err, "delay", delay)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+
+	if err := p.publishResult(workCtx, dir, v); err != nil {
+		p.retryDelivery(msg, delivered, log, "publish result", err)
+		return
+	}
+	if v.res.Error != nil {
+		if err := p.publishDead(workCtx, dir, msg, v, delivered); err != nil {
+			p.retryDelivery(msg, delivered, log, "publish dead letter", err)
+			return
+		}
+		p.m.DeadLetter(d, v.res.Error.Code)
+		if err := msg.Term(); err != nil {
+			log.Error("term failed; the article will be redelivered and deduplicated", "err", err)
+		}
+		log.Warn("article failed", "outcome", "error", "code", v.res.Error.Code, "err", v.err)
+		p.m.ObserveArticle(d, nil, v.res.Error.Code, time.Since(start))
+		return
+	}
+	actx, cancel := context.WithTimeout(workCtx, 10*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		// The result is stored; a redelivery publishes a duplicate the
+		// stream drops.
+		log.Error("ack failed; the article will be redelivered and deduplicated", "err", err)
+	}
+	_, outcome, why := metrics.Classify(v.res.Security)
+	log.Info("article processed", "outcome", outcome, "reason", why)
+	p.m.ObserveArticle(d, v.res.Security, "", time.Since(start))
+}
+
+func (p *Pipeline) retryDelivery(msg jetstream.Msg, delivered int, log *slog.Logger, what string, err error) {
+	if delivered >= p.cfg.MaxDeliver {
+		// The server will not deliver it again: it stays in the work
+		// queue until an operator acts. Say so loudly.
+		log.Error(what+" failed at the last delivery; the article stays in the input stream", "err", err)
+	} else {
+		log.Warn(what+" failed, retrying", "err", err)
+	}
+	_ = msg.NakWithDelay(p.cfg.backoff(delivered))
+}
+
+// keepAlive sends InProgress so the server does not redeliver an article
+// that is waiting for a slot or being worked on.
+func (p *Pipeline) keepAlive(msg jetstream.Msg) func() {
+	every := max(p.cfg.AckWait/3, 50*time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// verdict is the outcome of processing one message.
+type verdict struct {
+	articleID string
+	msgID     string // Nats-Msg-Id of the result
+	res       *Result
+	retry     bool  // transient failure: nak with backoff
+	err       error // the failure, for logs
+}
+
+// pipelineError is a permanent failure with its error code.
+type pipelineError struct {
+	code string
+	err  error
+}
+
+func (e *pipelineError) Error() string { return e.code + ": " + e.err.Error() }
+func (e *pipelineError) Unwrap() error { return e.err }
+
+func permanent(code, format string, args ...any) error {
+	return &pipelineError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+func (p *Pipeline) process(ctx context.Context, dir article.Direction, payload []byte, delivered int) *verdict {
+	sum := sha256.Sum256(payload)
+	v := &verdict{}
+	res := &Result{
+		Schema:    SchemaResultV1,
+		Direction: dir,
+		Worker:    WorkerInfo{Version: p.cfg.Version, Instance: p.cfg.Instance},
+	}
+	v.res = res
+
+	req, err := p.decode(ctx, payload)
+	if req != nil {
+		v.articleID = req.ArticleID
+		res.ArticleID, res.TicketID = req.ArticleID, req.TicketID
+	}
+	v.msgID = string(dir) + ":" + v.articleID + ":" + hex.EncodeToString(sum[:])
+	var out *article.Outcome
+	if err == nil {
+		out, err = p.handle(ctx, dir, req)
+	}
+	if err != nil {
+		v.err = err
+		var pe *pipelineError
+		switch {
+		case errors.As(err, &pe):
+		case article.IsTransient(err) || ctx.Err() != nil:
+			if delivered < p.cfg.MaxDeliver || ctx.Err() != nil {
+				v.retry = true
+				return v
+			}
+			pe = &pipelineError{code: CodeRetriesExhausted, err: fmt.Errorf("after %d deliveries: %w", delivered, err)}
+		default:
+			code := CodeInternal
+			if c := reason.CodeOf(err); c.Valid() {
+				code = string(c)
+			}
+			pe = &pipelineError{code: code, err: err}
+		}
+		res.Status = StatusError
+		res.Error = &ErrorInfo{Code: pe.code, Message: truncate(pe.err.Error(), 1024)}
+		res.ProcessedAt = time.Now().UTC()
+		return v
+	}
+	sec := out.Security
+	if sec.Warnings == nil {
+		sec.Warnings = []reason.Code{}
+	}
+	res.Status = StatusDone
+	res.Security = &sec
+	res.Raw = out.Raw
+	if dir == article.Outbound {
+		res.Recipients = out.Recipients
+		if res.Recipients == nil {
+			res.Recipients = []article.Recipient{}
+		}
+		for _, c := range out.Copies {
+			res.Copies = append(res.Copies, ResultCopy{Recipients: c.Recipients, Raw: c.Raw})
+		}
+	}
+	res.ProcessedAt = time.Now().UTC()
+	return v
+}
+
+// decode parses and checks the input. A non-nil request is returned as far
+// as it could be parsed, so error results carry the ids.
+func (p *Pipeline) decode(ctx context.Context, payload []byte) (*article.Request, error) {
+	var a Article
+	if err := json.Unmarshal(payload, &a); err != nil {
+		return nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+	}
+	req := &article.Request{Options: a.Options}
+	if validID(a.ArticleID) {
+		req.ArticleID = a.ArticleID
+	}
+	if validID(a.TicketID) {
+		req.TicketID = a.TicketID
+	}
+	switch {
+	case a.Schema != SchemaArticleV1:
+		return req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
+	case a.ArticleID == "":
+		return req, permanent(CodeInvalidRequest, "article_id is missing")
+	case req.ArticleID == "":
+		return req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", maxIDLen)
+	case a.TicketID != "" && req.TicketID == "":
+		return req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", maxIDLen)
+	case len(a.Group) > maxIDLen:
+		return req, permanent(CodeInvalidRequest, "group is longer than %d bytes", maxIDLen)
+	case (a.Raw == nil) == (a.RawRef == nil):
+		return req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
+	}
+	if t := a.Options.Type; t != nil && *t != string(result.SMIME) && *t != string(result.PGP) {
+		return req, permanent(CodeInvalidRequest, "options.type %q is not %q or %q", truncate(*t, 32), result.SMIME, result.PGP)
+	}
+	req.Group = a.Group
+	raw, err := p.loadRaw(ctx, &a)
+	if err != nil {
+		return req, err
+	}
+	req.Raw = raw
+	return req, nil
+}
+
+func (p *Pipeline) loadRaw(ctx context.Context, a *Article) ([]byte, error) {
+	limit := p.cfg.MaxMessageBytes
+	if a.Raw != nil {
+		if int64(base64.StdEncoding.DecodedLen(len(*a.Raw))) > limit+3 {
+			return nil, permanent(string(reason.TooLarge), "raw message exceeds %d bytes", limit)
+		}
+		raw, err := base64.StdEncoding.DecodeString(*a.Raw)
+		if err != nil {
+			return nil, permanent(string(reason.Malformed), "raw is not valid base64: %v", err)
+		}
+		if int64(len(raw)) > limit {
+			return nil, permanent(string(reason.TooLarge), "raw message of %d bytes exceeds %d", len(raw), limit)
+		}
+		return raw, nil
+	}
+	ref := a.RawRef
+	obs, err := p.objectStore(ctx, ref.Bucket)
+	if err != nil {
+		if isMissingObject(err) {
+			return nil, permanent(CodeMissingObject, "raw_ref bucket %q: %v", truncate(ref.Bucket, 64), err)
+		}
+		return nil, fmt.Errorf("%w: object store %s: %w", article.ErrTransient, ref.Bucket, err)
+	}
+	info, err := obs.GetInfo(ctx, ref.Name)
+	if err == nil && int64(info.Size) > limit {
+		return nil, permanent(string(reason.TooLarge), "raw_ref object of %d bytes exceeds %d", info.Size, limit)
+	}
+	var raw []byte
+	if err == nil {
+		raw, err = obs.GetBytes(ctx, ref.Name)
+	}
+	if err != nil {
+		if isMissingObject(err) {
+			return nil, permanent(CodeMissingObject, "raw_ref %s/%s: %v", truncate(ref.Bucket, 64), truncate(ref.Name, 256), err)
+		}
+		return nil, fmt.Errorf("%w: object %s/%s: %w", article.ErrTransient, ref.Bucket, ref.Name, err)
+	}
+	if int64(len(raw)) > limit {
+		return nil, permanent(string(reason.TooLarge), "raw_ref object of %d bytes exceeds %d", len(raw), limit)
+	}
+	return raw, nil
+}
+
+func (p *Pipeline) objectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+	p.mu.Lock()
+	obs, ok := p.objs[bucket]
+	p.mu.Unlock()
+	if ok {
+		return obs, nil
+	}
+	obs, err := p.js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if len(p.objs) < 64 { // bucket names come from input: bound the cache
+		p.objs[bucket] = obs
+	}
+	p.mu.Unlock()
+	return obs, nil
+}
+
+// handle calls the handler, turning a panic into a permanent error.
+func (p *Pipeline) handle(ctx context.Context, dir article.Direction, req *article.Request) (out *article.Outcome, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("handler panic", "direction", dir, "article_id", req.ArticleID,
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			out, err = nil, permanent(CodeHandlerPanic, "the handler crashed on this article")
+		}
+	}()
+	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandlerTimeout)
+	defer cancel()
+	out, err = p.h.Handle(hctx, dir, req)
+	if err == nil && out == nil {
+		err = errors.New("handler returned neither outcome nor error")
+	}
+	return out, err
+}
+
+// publishResult stores the result, claim-checking large bodies, and waits
+// for the PubAck.
+func (p *Pipeline) publishResult(ctx context.Context, dir article.Direction, v *verdict) error {
+	data, err := json.Marshal(v.res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	var objects []string
+	if len(data) > int(p.nc.MaxPayload())-envelopeHeadroom {
+		if objects, err = p.claimCheck(ctx, dir, v); err != nil {
+			return err
+		}
+		if data, err = json.Marshal(v.res); err != nil {
+			return fmt.Errorf("encode result: %w", err)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msg := &nats.Msg{Subject: p.cfg.ResultSubject(dir), Data: data, Header: nats.Header{}}
+	ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(v.msgID))
+	if err != nil {
+		return fmt.Errorf("publish result: %w", err)
+	}
+	if ack.Duplicate {
+		// An earlier delivery's result stands; its objects are the ones
+		// referenced, ours are orphans.
+		p.log.Info("result already published by an earlier delivery", "article_id", v.articleID)
+		p.deleteObjects(ctx, objects)
+	}
+	return nil
+}
+
+// claimCheck moves the result's bodies to the object store. Names are
+// unique per attempt so a redelivery never overwrites what an earlier,
+// already published result points to.
+func (p *Pipeline) claimCheck(ctx context.Context, dir article.Direction, v *verdict) ([]string, error) {
+	obs, err := p.objectStore(ctx, p.cfg.ObjectStoreBucket)
+	if err != nil {
+		return nil, fmt.Errorf("claim check: %w", err)
+	}
+	base := "results/" + string(dir) + "/" + nuid.Next() + "/"
+	var names []string
+	put := func(name string, b []byte) (*ObjectRef, error) {
+		if err := putObject(ctx, obs, name, b, p.nc.MaxPayload()); err != nil {
+			p.deleteObjects(ctx, names)
+			return nil, fmt.Errorf("claim check %s: %w", name, err)
+		}
+		names = append(names, name)
+		return &ObjectRef{Bucket: p.cfg.ObjectStoreBucket, Name: name}, nil
+	}
+	if v.res.Raw != nil {
+		ref, err := put(base+"raw", v.res.Raw)
+		if err != nil {
+			return nil, err
+		}
+		v.res.Raw, v.res.RawRef = nil, ref
+	}
+	for i := range v.res.Copies {
+		c := &v.res.Copies[i]
+		ref, err := put(base+"copy-"+strconv.Itoa(i), c.Raw)
+		if err != nil {
+			return nil, err
+		}
+		c.Raw, c.RawRef = nil, ref
+	}
+	return names, nil
+}
+
+func (p *Pipeline) deleteObjects(ctx context.Context, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	obs, err := p.objectStore(ctx, p.cfg.ObjectStoreBucket)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if err := obs.Delete(ctx, n); err != nil {
+			p.log.Warn("could not delete orphaned object; its TTL will", "name", n, "err", err)
+		}
+	}
+}
+
+// publishDead stores the original payload on the dead-letter subject.
+func (p *Pipeline) publishDead(ctx context.Context, dir article.Direction, in jetstream.Msg, v *verdict, delivered int) error {
+	h := nats.Header{}
+	for k, vals := range in.Headers() {
+		if strings.HasPrefix(k, "Nats-") { // dedup and expectation headers are per stream
+			continue
+		}
+		h[k] = vals
+	}
+	h.Set(HeaderErrorCode, v.res.Error.Code)
+	h.Set(HeaderError, headerSafe(v.res.Error.Message))
+	h.Set(HeaderDeliveries, strconv.Itoa(delivered))
+	h.Set(HeaderDirection, string(dir))
+	h.Set(HeaderSubject, in.Subject())
+	if v.articleID != "" {
+		h.Set(HeaderArticleID, v.articleID)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msg := &nats.Msg{Subject: p.cfg.DeadSubject(dir), Data: in.Data(), Header: h}
+	if _, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead:"+v.msgID)); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	return nil
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > maxIDLen {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return false
+		}
+	}
+	return true
+}
+
+// headerSafe makes s fit a NATS header value (no line breaks).
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, truncate(s, 512))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
