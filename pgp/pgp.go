@@ -174,7 +174,7 @@ func (r *keyRing) KeysByIdUsage(id uint64, usage byte) []openpgp.Key {
 
 func (r *keyRing) DecryptionKeys() []openpgp.Key { return r.secret.DecryptionKeys() }
 
-// verifyConfig is the go-crypto configuration for reading: reference time
+// readConfig is the go-crypto configuration for reading: reference time
 // `at`; validity is re-judged by checkValidity.
 func readConfig(at time.Time, maxPlain int64) *packet.Config {
 	limit := maxPlain
