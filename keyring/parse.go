@@ -390,6 +390,9 @@ func isPFX(data []byte) bool {
 }
 
 func (p *parser) parsePKCS12(data []byte) error {
+	if err := checkPFXCost(data); err != nil {
+		return err
+	}
 	// The empty passphrase first: openssl -passout pass: is common for
 	// files that are protected by other means.
 	tries := append([]string{""}, p.opts.Passphrases...)

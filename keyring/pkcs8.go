@@ -40,12 +40,11 @@ var (
 	errBadPassphrase = errors.New("keyring: wrong passphrase")
 )
 
-// Limits on attacker-chosen key-derivation cost. OpenSSL's defaults are
-// 2048 PBKDF2 iterations and scrypt N=16384, r=8, p=1.
+// Limits on attacker-chosen scrypt cost (PBKDF2 uses maxKDFIterations).
+// OpenSSL's defaults are scrypt N=16384, r=8, p=1.
 const (
-	maxPBKDF2Iterations = 10_000_000
-	maxScryptMemory     = 256 << 20 // 128*N*r bytes
-	maxScryptP          = 64
+	maxScryptMemory = 256 << 20 // 128*N*r bytes
+	maxScryptP      = 64
 )
 
 type encryptedPKCS8 struct {
@@ -127,7 +126,7 @@ func parseEncryptedPKCS8(der []byte) (*encKey, error) {
 		if rest, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &kp); err != nil || len(rest) != 0 {
 			return nil, reason.New(reason.Malformed, "encrypted private key: PBKDF2 parameters")
 		}
-		if kp.Iter < 1 || kp.Iter > maxPBKDF2Iterations {
+		if !iterOK(int64(kp.Iter)) {
 			return nil, reason.New(reason.TooComplex, "encrypted private key: %d PBKDF2 iterations", kp.Iter)
 		}
 		if kp.KeyLength != 0 && kp.KeyLength != k.keyLen {
