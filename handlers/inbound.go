@@ -491,15 +491,19 @@ func (in *inbound) pgpDecryptBytes(msg []byte, inline bool, charset string) ([]b
 		}
 		return nil, transient(err, "decrypting OpenPGP")
 	}
-	chk := result.OK(reason.Text(in.h.cfg.Lang, reason.MsgDecrypted))
-	chk.Algorithm = dec.Cipher
-	if dec.Recipient != nil {
-		if emails := keys.EntityEmails(dec.Recipient); len(emails) > 0 {
-			chk.Recipient = emails[0]
+	if dec.Encrypted {
+		// A "PGP MESSAGE" may also be signed-only: then there is nothing to
+		// report as decrypted.
+		chk := result.OK(reason.Text(in.h.cfg.Lang, reason.MsgDecrypted))
+		chk.Algorithm = dec.Cipher
+		if dec.Recipient != nil {
+			if emails := keys.EntityEmails(dec.Recipient); len(emails) > 0 {
+				chk.Recipient = emails[0]
+			}
+			chk.Key = pgp.Summarize(dec.Recipient)
 		}
-		chk.Key = pgp.Summarize(dec.Recipient)
+		in.sec.Encryption = chk
 	}
-	in.sec.Encryption = chk
 	if dec.Signature != nil || dec.SignatureErr != nil {
 		if err := in.recordPGPSignature(dec.Signature, dec.SignatureErr); err != nil {
 			return nil, err

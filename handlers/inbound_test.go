@@ -417,6 +417,11 @@ func TestInboundPGPInterop(t *testing.T) {
 				return append([]byte("Content-Type: text/plain; charset=utf-8\r\n\r\nUnencrypted preface\r\n"), gpgOut(t, []byte("secret part\n"), "--armor", "--encrypt", "-r", w.pgpOursFpr)...)
 			},
 			enc: ok, sign: none, warnings: []reason.Code{reason.PartiallyEncrypted}, body: "secret part"},
+		{name: "inline PGP signed-only message", from: "alice@customer.example",
+			build: func(t testing.TB) []byte {
+				return append([]byte("Content-Type: text/plain; charset=utf-8\r\n\r\n"), gpgOut(t, []byte("signed, not encrypted\n"), "--armor", "--sign", "-u", w.pgpAliceFpr)...)
+			},
+			enc: none, sign: ok, body: "signed, not encrypted"},
 		{name: "PGP ciphertext tampered", from: "alice@customer.example",
 			build: func(t testing.TB) []byte {
 				bin := gpgOut(t, []byte(textEntity), "--encrypt", "-r", w.pgpOursFpr)

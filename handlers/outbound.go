@@ -481,6 +481,12 @@ func (ob *outbound) smime(p *plan, entity []byte, doSign, doEnc bool, header tex
 		if opts.Hash == 0 {
 			opts.Hash = crypto.SHA256
 		}
+		// micalg must name the digest really used, which depends on the key.
+		used, err := cms.SignatureHash(k.Cert.PublicKey, opts.Hash)
+		if err != nil {
+			return fmt.Errorf("signing: %w", err)
+		}
+		opts.Hash = used
 		der, err := cms.Sign(entity, k.Cert, k.Key, k.Chain, opts)
 		if err != nil {
 			return fmt.Errorf("signing: %w", err)
