@@ -49,10 +49,12 @@ type Config struct {
 	// across both directions: handling is CPU bound (private-key
 	// operations), so the default is GOMAXPROCS.
 	Concurrency int
-	// Prefetch is how many messages each direction keeps buffered beyond
-	// those being handled, to hide the pull round-trip. Together with
-	// Concurrency it bounds memory: at most 2×(Concurrency+Prefetch)
-	// articles per process. Default Concurrency.
+	// Prefetch is how many messages each direction keeps buffered, to hide
+	// the pull round-trip, and how many more than Concurrency may be in
+	// flight per direction, so articles waiting for their PubAck do not
+	// keep the CPU idle. Together with Concurrency it bounds memory: at
+	// most 2×(Concurrency+2×Prefetch) articles per process. Default
+	// Concurrency.
 	Prefetch int
 	// MaxAckPending bounds unacknowledged messages per consumer across
 	// all replicas. It must exceed replicas×(Concurrency+Prefetch), or

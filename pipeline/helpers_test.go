@@ -28,12 +28,12 @@ import (
 
 // env is one embedded JetStream server per test.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *natsembed.Server
 	cfg Config
 }
 
-func newEnv(t *testing.T, maxPayload int32) *env {
+func newEnv(t testing.TB, maxPayload int32) *env {
 	t.Helper()
 	srv, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", DataDir: t.TempDir(), MaxPayload: maxPayload})
 	if err != nil {

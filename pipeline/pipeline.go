@@ -173,7 +173,9 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 	if err != nil {
 		return fmt.Errorf("pipeline: consume %s: %w", dir, err)
 	}
-	slots := make(chan struct{}, p.cfg.Concurrency)
+	// Articles waiting on I/O (PubAck, ack, object store) hold a slot but
+	// no CPU, so a direction may have more in flight than Concurrency.
+	slots := make(chan struct{}, p.cfg.Concurrency+p.cfg.Prefetch)
 	var fatal error
 	for fetchCtx.Err() == nil {
 		select {

@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -671,5 +674,63 @@ func TestPreflight(t *testing.T) {
 	}
 	if errors.Is(nil, article.ErrTransient) {
 		t.Fatal("unreachable")
+	}
+}
+
+// TestReadyzAndMetrics: /readyz is 503 until the pipeline consumes, and
+// /metrics shows the pipeline's series.
+func TestReadyzAndMetrics(t *testing.T) {
+	e := newEnv(t, 0)
+	nc, js := e.connect()
+	m := metrics.New("test", "test-1", "go")
+	p, err := New(js, nc, newTestHandler(), e.cfg, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- metrics.ServeListener(ctx, ln, m, func(ctx context.Context) map[string]error {
+			return map[string]error{"pipeline": p.Ready(ctx)}
+		})
+	}()
+	url := "http://" + ln.Addr().String()
+	status := func(path string) (int, string) {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := status("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"pipeline":"consumers not bound"`) {
+		t.Errorf("/readyz before Run: %d %s", code, body)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- p.Run(ctx) }()
+	waitFor(t, 10*time.Second, "/readyz 200", func() bool { code, _ := status("/readyz"); return code == http.StatusOK })
+	publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, "m1", mail("m1", "SIGNED")))
+	publish(t, js, e.cfg.InputSubject(article.Inbound), []byte("garbage"))
+	collect(t, js, "SECMAIL_RESULTS", 2, 10*time.Second)
+	waitFor(t, 5*time.Second, "metrics", func() bool {
+		_, text := status("/metrics")
+		return strings.Contains(text, `secmail_articles_processed_total{direction="inbound",outcome="ok",reason="",type="smime"} 1`) &&
+			strings.Contains(text, `secmail_articles_processed_total{direction="inbound",outcome="error",reason="malformed",type="none"} 1`) &&
+			strings.Contains(text, `secmail_dead_letters_total{code="malformed",direction="inbound"} 1`) &&
+			strings.Contains(text, `secmail_processing_duration_seconds_count{direction="inbound"} 2`) &&
+			strings.Contains(text, `secmail_articles_in_flight{direction="inbound"} 0`)
+	})
+	cancel()
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,220 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/result"
+)
+
+// rsaHandler does the fixed CPU work that dominates a real article: one
+// RSA-2048 private-key operation (unwrapping a content-encryption key).
+type rsaHandler struct {
+	key     *rsa.PrivateKey
+	wrapped []byte
+}
+
+var (
+	benchOnce    sync.Once
+	benchHandler *rsaHandler
+)
+
+func newRSAHandler(tb testing.TB) *rsaHandler {
+	benchOnce.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		cek := make([]byte, 32)
+		_, _ = rand.Read(cek)
+		wrapped, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &key.PublicKey, cek, nil)
+		if err != nil {
+			panic(err)
+		}
+		benchHandler = &rsaHandler{key: key, wrapped: wrapped}
+	})
+	return benchHandler
+}
+
+func (h *rsaHandler) Handle(ctx context.Context, dir article.Direction, req *article.Request) (*article.Outcome, error) {
+	if _, err := rsa.DecryptOAEP(sha256.New(), nil, h.key, h.wrapped, nil); err != nil {
+		return nil, err
+	}
+	sec := result.None()
+	sec.SetType(result.SMIME)
+	sec.Encryption = result.OK("The message was decrypted.")
+	return &article.Outcome{Security: sec, Raw: req.Raw}, nil
+}
+
+// benchMail is a 4 KiB article.
+var benchMail = append(mail("bench", "plain"), bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 64)...)
+
+// BenchmarkHandlerOnly is the ceiling: the handler alone on GOMAXPROCS
+// goroutines, no NATS.
+func BenchmarkHandlerOnly(b *testing.B) {
+	h := newRSAHandler(b)
+	req := &article.Request{ArticleID: "x", Raw: benchMail}
+	b.SetParallelism(1)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := h.Handle(context.Background(), article.Inbound, req); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "articles/s")
+}
+
+// BenchmarkPipeline pushes articles through the whole pipeline on embedded
+// JetStream: "saturated" publishes b.N articles up front and reports the
+// throughput (compare with BenchmarkHandlerOnly); "half-rate" publishes at
+// half the handler-only rate and reports publish-to-result latency.
+func BenchmarkPipeline(b *testing.B) {
+	h := newRSAHandler(b)
+	b.Run("saturated", func(b *testing.B) {
+		e, js, results := benchEnv(b)
+		ids := make([]string, b.N)
+		var futures []jetstream.PubAckFuture
+		for i := range b.N {
+			ids[i] = "b" + strconv.Itoa(i)
+			f, err := js.PublishAsync(e.cfg.InputSubject(article.Inbound), articleJSON(b, ids[i], benchMail))
+			if err != nil {
+				b.Fatal(err)
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		start := time.Now()
+		r := e.run(h, e.cfg)
+		for range b.N {
+			select {
+			case <-results:
+			case <-time.After(30 * time.Second):
+				b.Fatal("results stopped arriving")
+			}
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		_ = r.stop()
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "articles/s")
+	})
+	b.Run("half-rate", func(b *testing.B) {
+		e, js, results := benchEnv(b)
+		rate := handlerRate(h) / 2
+		interval := time.Duration(float64(time.Second) / rate)
+		r := e.run(h, e.cfg)
+		var mu sync.Mutex
+		sent := make(map[string]time.Time, b.N)
+		lat := make([]time.Duration, 0, b.N)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range b.N {
+				select {
+				case id := <-results:
+					mu.Lock()
+					lat = append(lat, time.Since(sent[id]))
+					mu.Unlock()
+				case <-time.After(30 * time.Second):
+					return
+				}
+			}
+		}()
+		b.ResetTimer()
+		start := time.Now()
+		next := start
+		for i := range b.N {
+			id := "h" + strconv.Itoa(i)
+			data := articleJSON(b, id, benchMail)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			next = next.Add(interval)
+			mu.Lock()
+			sent[id] = time.Now()
+			mu.Unlock()
+			if _, err := js.PublishAsync(e.cfg.InputSubject(article.Inbound), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		<-done
+		elapsed := time.Since(start)
+		b.StopTimer()
+		_ = r.stop()
+		if len(lat) != b.N {
+			b.Fatalf("%d of %d results", len(lat), b.N)
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "articles/s")
+		b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+		b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// handlerRate measures the handler-only rate on GOMAXPROCS goroutines.
+func handlerRate(h *rsaHandler) float64 {
+	n := runtime.GOMAXPROCS(0)
+	const per = 50
+	req := &article.Request{ArticleID: "x", Raw: benchMail}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for range per {
+				_, _ = h.Handle(context.Background(), article.Inbound, req)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n*per) / time.Since(start).Seconds()
+}
+
+// benchEnv starts a server with streams and a channel of result ids.
+func benchEnv(b *testing.B) (*env, jetstream.JetStream, <-chan string) {
+	e := newEnv(b, 0)
+	e.cfg.AckWait = 30 * time.Second
+	e.cfg.Concurrency = runtime.GOMAXPROCS(0)
+	e.cfg.Prefetch = e.cfg.Concurrency
+	nc, js := e.connect()
+	e.setup(js)
+	results := make(chan string, 1<<16)
+	_, err := nc.Subscribe(e.cfg.ResultSubject(article.Inbound), func(m *nats.Msg) {
+		var r struct {
+			ArticleID string `json:"article_id"`
+		}
+		if json.Unmarshal(m.Data, &r) == nil {
+			results <- r.ArticleID
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return e, js, results
+}
