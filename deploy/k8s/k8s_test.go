@@ -521,6 +521,20 @@ func checkSecretRefs(t *testing.T, d *appsv1.Deployment, cfg map[string]string) 
 		}
 		return ""
 	}
+	for _, v := range ps.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		// The pod runs as a non-root uid and the files belong to root with
+		// group fsGroup: the group must read them, nobody else may.
+		mode := int32(0o644)
+		if v.Secret.DefaultMode != nil {
+			mode = *v.Secret.DefaultMode
+		}
+		if mode&0o040 == 0 || mode&0o027 != 0 || ps.SecurityContext.FSGroup == nil {
+			t.Errorf("secret volume %s: mode %#o with fsGroup %v; want group-readable, no other access", v.Name, mode, ps.SecurityContext.FSGroup)
+		}
+	}
 	if f := cfg["SECMAIL_MASTER_KEY_FILE"]; f == "" || mountedFile(f) == "" {
 		t.Errorf("SECMAIL_MASTER_KEY_FILE %q is not a file of a mounted Secret", f)
 	}
