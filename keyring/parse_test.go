@@ -61,6 +61,7 @@ func TestParseFormats(t *testing.T) {
 		{"dave-secret.asc", pass, want{pgp: 1, pgpSecret: 1, passphrase: testPGPPass}},
 		{"dave-secret.gpg", pass, want{pgp: 1, pgpSecret: 1, passphrase: testPGPPass}},
 		{"dave-secret.asc", wrong, want{pgp: 1, pgpSecret: 1, pgpLocked: 1}},
+		{"dave-secret.gpg", Options{}, want{pgp: 1, pgpSecret: 1, pgpLocked: 1}},
 		{"both.asc", pass, want{pgp: 2}},
 	}
 	for _, tc := range cases {
