@@ -42,8 +42,9 @@ func DefaultConfig() Config {
 
 // Handler implements article.Handler.
 type Handler struct {
-	src keys.Source
-	cfg Config
+	src    keys.Source
+	cfg    Config
+	chains *chainCache
 }
 
 var _ article.Handler = (*Handler)(nil)
@@ -56,7 +57,7 @@ func New(src keys.Source, cfg Config) *Handler {
 	if cfg.Lang == "" {
 		cfg.Lang = reason.EN
 	}
-	return &Handler{src: src, cfg: cfg}
+	return &Handler{src: src, cfg: cfg, chains: newChainCache(cfg.Now)}
 }
 
 // Handle dispatches by direction.

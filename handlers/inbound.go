@@ -379,7 +379,7 @@ func (in *inbound) smimeVerify(der, detached []byte) ([]byte, error) {
 		return nil, transient(err, "loading the trust store")
 	}
 	signer := signerAddress(keys.CertEmails(s.Cert), in.from)
-	if _, err := certcheck.VerifySigner(s.Cert, sd.Certificates(), trust, at); err != nil {
+	if _, err := in.h.chains.verifySigner(s.Cert, sd.Certificates(), trust, at); err != nil {
 		in.failSign(codeOr(err, reason.UntrustedIssuer), s.Cert, signer)
 		return content, nil
 	}

@@ -198,6 +198,7 @@ type outbound struct {
 	msg   *mimewalk.Part
 	addrs addresses
 	sec   result.Security
+	plans map[result.Type]*plan // memo: preflight and choosePlan ask twice
 }
 
 // plan is what is possible for one type.
@@ -212,7 +213,14 @@ type plan struct {
 }
 
 func (ob *outbound) plan(t result.Type) (*plan, error) {
+	if p, ok := ob.plans[t]; ok {
+		return p, nil
+	}
 	p := &plan{typ: t}
+	if ob.plans == nil {
+		ob.plans = map[result.Type]*plan{}
+	}
+	ob.plans[t] = p
 	var err error
 	if ob.addrs.from == "" {
 		p.signErr = reason.Malformed

@@ -86,13 +86,11 @@ func (h *Handler) Preflight(ctx context.Context, req PreflightRequest) (*Preflig
 		types = []result.Type{typ}
 	}
 	resp := &PreflightResponse{}
-	plans := map[result.Type]*plan{}
 	for _, t := range types {
 		p, err := ob.plan(t)
 		if err != nil {
 			return nil, err
 		}
-		plans[t] = p
 		pt := ob.preflightType(p, sign, enc)
 		if t == result.SMIME {
 			resp.SMIME = pt

@@ -72,7 +72,7 @@ func (h *Handler) chooseSMIMERecipient(ctx context.Context, addr string, trust *
 		if c.IsCA {
 			continue
 		}
-		if err := certcheck.CheckRecipient(c, trust, now); err != nil {
+		if err := h.chains.checkRecipient(c, trust, now); err != nil {
 			if firstErr == nil || betterFailure(err, firstErr) {
 				firstErr, failed = err, c
 			}
