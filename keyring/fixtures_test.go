@@ -198,6 +198,7 @@ func makeFixtures() (*fixtureSet, error) {
 	r.run("openssl", "pkcs12", "-export", "-legacy", "-in", "alice.pem", "-inkey", "alice.key", "-certfile", "inter.pem",
 		"-passout", "pass:"+testPass, "-out", "alice-legacy.p12")
 	r.run("openssl", "pkcs12", "-export", "-in", "alice.pem", "-inkey", "alice.key", "-passout", "pass:", "-out", "alice-nopass.p12")
+	r.run("openssl", "pkcs12", "-export", "-nokeys", "-in", "chain.pem", "-passout", "pass:"+testPass, "-out", "certs-only.p12")
 
 	// Bob: EC P-256 (SEC1), issued by the root, certificate and key in one file.
 	r.run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "bob.key")

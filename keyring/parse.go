@@ -103,7 +103,10 @@ func (p *parser) errf(code reason.Code, err error, where string, format string, 
 	var re *reason.Error
 	if errors.As(err, &re) && re.Code == code {
 		// Keep the inner detail but do not repeat the code in the chain.
-		return &reason.Error{Code: code, Detail: d + ": " + re.Detail, Err: re.Err}
+		if re.Detail != "" {
+			d += ": " + re.Detail
+		}
+		return &reason.Error{Code: code, Detail: d, Err: re.Err}
 	}
 	return &reason.Error{Code: code, Detail: d, Err: err}
 }
@@ -401,6 +404,10 @@ func (p *parser) parsePKCS12(data []byte) error {
 		if err != nil {
 			if errors.Is(err, pkcs12.ErrIncorrectPassword) || errors.Is(err, pkcs12.ErrDecryption) {
 				continue
+			}
+			if err.Error() == "pkcs12: private key missing" {
+				// go-pkcs12 reads certificates only alongside a key.
+				return reason.New(reason.Malformed, "a PKCS#12 file without a private key is not supported; import the certificates as PEM, DER or PKCS#7")
 			}
 			var ni pkcs12.NotImplementedError
 			if errors.As(err, &ni) {

@@ -155,6 +155,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "truncated DER", data: string(truncated), code: reason.Malformed},
 		{name: "only a CSR", file: "alice.csr", code: reason.Malformed, inErr: "no certificate, key or CRL"},
 		{name: "too large", data: ca, opts: Options{MaxSize: 100}, code: reason.TooLarge},
+		{name: "p12 without key", file: "certs-only.p12", opts: Options{Passphrases: []string{testPass}}, code: reason.Malformed, inErr: "without a private key"},
 		{name: "PBES1", file: "alice-p8-v1.key", opts: Options{Passphrases: []string{testPass}}, code: reason.UnsupportedAlgorithm},
 		{name: "PEM wrong passphrase", file: "alice-p8-default.key", opts: strict, code: reason.WrongPassphrase, inErr: "PEM block 1 (ENCRYPTED PRIVATE KEY)"},
 		{name: "legacy wrong passphrase", file: "alice-legacy.key", opts: strict, code: reason.WrongPassphrase},
