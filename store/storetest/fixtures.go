@@ -34,7 +34,8 @@ type Fixtures struct {
 	// alice.enc.key (PKCS#8, AES-256), bob.pem, bob.key, bob.p12,
 	// bundle.p7b (PEM PKCS#7 with alice and CA), bundle.p7b.der,
 	// chain.pem (alice + CA), expired.pem, ca.crl (revokes serial 666),
-	// other.key (no certificate), carol.pub.asc, carol.sec.asc.
+	// other.key (no certificate), carol.pub.asc, carol.sec.asc,
+	// alias.pub.asc (UID <*@alias.example>).
 	Files map[string]string
 	// CarolFingerprint is the OpenPGP fingerprint (lower-case hex).
 	CarolFingerprint string
@@ -216,6 +217,15 @@ func genPGP(f *Fixtures) error {
 	if err := g("--quick-gen-key", "Carol <carol@example.com>", "future-default", "default", "1y"); err != nil {
 		return err
 	}
+	// A domain-alias key as Zammad supports it, unprotected.
+	if err := run(home, env, "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "Helpdesk <*@alias.example>", "future-default", "default", "1y"); err != nil {
+		return err
+	}
+	alias := filepath.Join(f.Dir, "alias.pub.asc")
+	if err := g("--armor", "--output", alias, "--export", "*@alias.example"); err != nil {
+		return err
+	}
+	f.Files["alias.pub.asc"] = alias
 	pub := filepath.Join(f.Dir, "carol.pub.asc")
 	sec := filepath.Join(f.Dir, "carol.sec.asc")
 	if err := g("--armor", "--output", pub, "--export", "carol@example.com"); err != nil {
