@@ -154,7 +154,8 @@ func reasonLabel(c *reason.Code) string {
 
 // ObserveArticle counts one processed article and its duration. errCode is
 // the result's error code (status "error"), or "" for a processed article
-// whose outcome is in sec. errCode must come from a closed set.
+// whose outcome is in sec. errCode must come from a closed set. A zero d
+// counts the article without observing a duration.
 func (m *Metrics) ObserveArticle(direction string, sec *result.Security, errCode string, d time.Duration) {
 	if m == nil {
 		return
@@ -165,7 +166,9 @@ func (m *Metrics) ObserveArticle(direction string, sec *result.Security, errCode
 		typ, outcome, why := Classify(sec)
 		m.processed.WithLabelValues(direction, typ, outcome, why).Inc()
 	}
-	m.duration.WithLabelValues(direction).Observe(d.Seconds())
+	if d > 0 { // 0: not timed (e.g. dead-lettered from an advisory)
+		m.duration.WithLabelValues(direction).Observe(d.Seconds())
+	}
 }
 
 // InFlight adds delta to the in-flight gauge of direction.

@@ -135,6 +135,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}()
 
+	for _, dir := range directions {
+		sub, err := p.watchMaxDeliveries(workCtx, dir)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+
 	p.bound.Store(true)
 	defer p.bound.Store(false)
 	p.log.Info("pipeline consuming", "inbound", p.cfg.InputSubject(article.Inbound),
@@ -610,8 +618,15 @@ func (p *Pipeline) deleteObjects(ctx context.Context, names []string) {
 	}
 }
 
+// inputMsg is what a dead letter copies from the input.
+type inputMsg interface {
+	Headers() nats.Header
+	Subject() string
+	Data() []byte
+}
+
 // publishDead stores the original payload on the dead-letter subject.
-func (p *Pipeline) publishDead(ctx context.Context, dir article.Direction, in jetstream.Msg, v *verdict, delivered int) error {
+func (p *Pipeline) publishDead(ctx context.Context, dir article.Direction, in inputMsg, v *verdict, delivered int) error {
 	h := nats.Header{}
 	for k, vals := range in.Headers() {
 		if strings.HasPrefix(k, "Nats-") { // dedup and expectation headers are per stream
@@ -669,3 +684,96 @@ func truncate(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// maxDeliveriesAdvisory is the part of the server's
+// io.nats.jetstream.advisory.v1.max_deliver event the pipeline reads.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// watchMaxDeliveries handles articles the server gave up on: the last
+// delivery was neither acked nor terminated because the worker died, hung
+// past AckWait or could not publish. Such a message would otherwise sit
+// in the work queue forever; it gets its error result and dead letter
+// here and is removed. Every replica receives the advisory; the message
+// ids make the result and dead letter single, and only one delete wins.
+func (p *Pipeline) watchMaxDeliveries(ctx context.Context, dir article.Direction) (*nats.Subscription, error) {
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + p.cfg.InputStream + "." + p.cfg.durable(dir)
+	sub, err := p.nc.Subscribe(subject, func(m *nats.Msg) {
+		var adv maxDeliveriesAdvisory
+		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
+			return
+		}
+		if err := p.deadLetterStuck(ctx, dir, adv); err != nil {
+			p.log.Error("could not dead-letter an article that exhausted its deliveries",
+				"direction", dir, "stream_seq", adv.StreamSeq, "err", err)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: watch max deliveries: %w", err)
+	}
+	return sub, nil
+}
+
+func (p *Pipeline) deadLetterStuck(ctx context.Context, dir article.Direction, adv maxDeliveriesAdvisory) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := p.js.Stream(ctx, p.cfg.InputStream)
+	if err != nil {
+		return err
+	}
+	raw, err := stream.GetMsg(ctx, adv.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // handled by another replica, or terminated meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	v := &verdict{res: &Result{
+		Schema:    SchemaResultV1,
+		Direction: dir,
+		Status:    StatusError,
+		Worker:    WorkerInfo{Version: p.cfg.Version, Instance: p.cfg.Instance},
+	}}
+	var a Article
+	if json.Unmarshal(raw.Data, &a) == nil {
+		if validID(a.ArticleID) {
+			v.articleID = a.ArticleID
+		}
+		if validID(a.TicketID) {
+			v.res.TicketID = a.TicketID
+		}
+	}
+	v.res.ArticleID = v.articleID
+	sum := sha256.Sum256(raw.Data)
+	v.msgID = string(dir) + ":" + v.articleID + ":" + hex.EncodeToString(sum[:])
+	v.res.Error = &ErrorInfo{Code: CodeRetriesExhausted,
+		Message: fmt.Sprintf("not acknowledged after %d deliveries: the worker crashed, hung or could not publish", adv.Deliveries)}
+	v.res.ProcessedAt = time.Now().UTC()
+	if err := p.publishResult(ctx, dir, v); err != nil {
+		return err
+	}
+	in := &storedMsg{raw}
+	if err := p.publishDead(ctx, dir, in, v, int(adv.Deliveries)); err != nil {
+		return err
+	}
+	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return err
+	}
+	p.m.DeadLetter(string(dir), CodeRetriesExhausted)
+	p.m.ObserveArticle(string(dir), nil, CodeRetriesExhausted, 0)
+	p.log.Warn("article failed", "direction", dir, "article_id", v.articleID, "outcome", "error",
+		"code", CodeRetriesExhausted, "deliveries", adv.Deliveries)
+	return nil
+}
+
+// storedMsg adapts a message read from the stream to what publishDead
+// needs.
+type storedMsg struct{ m *jetstream.RawStreamMsg }
+
+func (s *storedMsg) Headers() nats.Header { return s.m.Header }
+func (s *storedMsg) Subject() string      { return s.m.Subject }
+func (s *storedMsg) Data() []byte         { return s.m.Data }

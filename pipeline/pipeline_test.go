@@ -734,3 +734,49 @@ func TestReadyzAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCrashedWorkerAtLastDelivery: a worker that dies holding an article
+// at its last delivery leaves no ack and no term; the server's
+// max-deliveries advisory makes a running worker dead-letter it and
+// remove it from the work queue.
+func TestCrashedWorkerAtLastDelivery(t *testing.T) {
+	e := newEnv(t, 0)
+	_, js := e.connect()
+	e.cfg.MaxDeliver = 2
+	// The worker below must be subscribed before the last delivery's
+	// AckWait ends; 2s leaves room on a loaded machine.
+	e.cfg.AckWait = 2 * time.Second
+	e.setup(js)
+	publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, "crash", mail("crash", "plain")))
+	c, err := js.Consumer(context.Background(), e.cfg.InputStream, e.cfg.InboundDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "crashing" worker takes both deliveries and never answers.
+	for i := range e.cfg.MaxDeliver {
+		b, err := c.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := <-b.Messages(); !ok {
+			t.Fatalf("delivery %d missing", i+1)
+		}
+	}
+	h := newTestHandler()
+	e.run(h, e.cfg)
+	dead := collect(t, js, "SECMAIL_DEAD", 1, 10*time.Second)
+	if d := dead[0]; d.header.Get(HeaderErrorCode) != CodeRetriesExhausted || d.header.Get(HeaderDeliveries) != "2" ||
+		d.header.Get(HeaderArticleID) != "crash" || d.header.Get(HeaderSubject) != "article.inbound" {
+		t.Errorf("dead letter headers %v", d.header)
+	}
+	res := results(t, collect(t, js, "SECMAIL_RESULTS", 1, 5*time.Second))
+	if r := res["inbound/crash"]; r == nil || r.Error == nil || r.Error.Code != CodeRetriesExhausted || r.TicketID != "T-crash" {
+		t.Errorf("result %+v", r)
+	}
+	waitFor(t, 5*time.Second, "article removed from the work queue", func() bool {
+		return streamMsgs(t, js, "SECMAIL_ARTICLES") == 0
+	})
+	if h.count("crash") != 0 {
+		t.Error("handler ran after max deliveries")
+	}
+}
