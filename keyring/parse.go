@@ -142,10 +142,13 @@ func (p *parser) parseText(data []byte) error {
 			continue
 		}
 		block, after := pem.Decode(rest)
-		if block == nil {
+		consumed := rest[:len(rest)-len(after)]
+		// pem.Decode silently skips an invalid block and returns the next
+		// one; a block that is not ours means ours was invalid.
+		if block == nil || bytes.Contains(consumed[1:], []byte("-----BEGIN ")) {
 			return p.errf(reason.Malformed, nil, where, "invalid PEM encoding")
 		}
-		raw := bytes.TrimSpace(rest[:len(rest)-len(after)])
+		raw := bytes.TrimSpace(consumed)
 		rest = after
 		if err := p.parseBlock(block, raw); err != nil {
 			code := reason.CodeOf(err)

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/secmail/secmail/reason"
 )
@@ -151,6 +154,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "garbage", data: "this is not a key\n", code: reason.Malformed},
 		{name: "empty", data: "", code: reason.Malformed},
 		{name: "junk in PEM", data: junkPEM, code: reason.Malformed, inErr: "PEM block 2 (CERTIFICATE)"},
+		{name: "junk before a good block", data: junkPEM + ca, code: reason.Malformed, inErr: "PEM block 2 (CERTIFICATE)"},
 		{name: "bad DER in PEM", data: goodBase64BadDER, code: reason.Malformed, inErr: "PEM block 2 (CERTIFICATE)"},
 		{name: "truncated DER", data: string(truncated), code: reason.Malformed},
 		{name: "only a CSR", file: "alice.csr", code: reason.Malformed, inErr: "no certificate, key or CRL"},
@@ -190,6 +194,26 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q leaks a passphrase", err)
 			}
 		})
+	}
+}
+
+// Each key of a multi-key export keeps its own bytes.
+func TestPGPRawPerEntity(t *testing.T) {
+	f := fixtures(t)
+	for _, name := range []string{"both.asc"} {
+		b, err := Parse(name, f.read(t, name), Options{})
+		if err != nil || len(b.PGP) != 2 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, k := range b.PGP {
+			ents, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(k.Raw))
+			if err != nil || len(ents) != 1 {
+				t.Fatalf("Raw of %X: %v, %d entities", k.Entity.PrimaryKey.Fingerprint, err, len(ents))
+			}
+			if !bytes.Equal(ents[0].PrimaryKey.Fingerprint, k.Entity.PrimaryKey.Fingerprint) {
+				t.Errorf("Raw holds another key")
+			}
+		}
 	}
 }
 
