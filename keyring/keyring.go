@@ -82,12 +82,15 @@ func New() *Keyring {
 	}
 }
 
-func issuerSerialKey(rawIssuer []byte, serial *big.Int) string {
-	if serial == nil {
-		return string(rawIssuer) + "\x00"
+// issuerSerialKey appends the index key of (issuer, serial) to dst.
+func issuerSerialKey(dst, rawIssuer []byte, serial *big.Int) []byte {
+	dst = append(dst, rawIssuer...)
+	dst = append(dst, 0)
+	if serial != nil {
+		// Text form keeps the sign: negative serials exist in the wild.
+		dst = serial.Append(dst, 16)
 	}
-	// The sign is part of the key: negative serials exist in the wild.
-	return string(rawIssuer) + "\x00" + serial.Text(16)
+	return dst
 }
 
 // Add indexes everything in b. CA certificates (basic constraints cA)
@@ -137,7 +140,7 @@ func (k *Keyring) addCert(c *x509.Certificate) {
 	for _, e := range keys.CertEmails(c) {
 		k.byEmail[e] = append(k.byEmail[e], c)
 	}
-	isk := issuerSerialKey(c.RawIssuer, c.SerialNumber)
+	isk := string(issuerSerialKey(nil, c.RawIssuer, c.SerialNumber))
 	k.byIssuerSerial[isk] = append(k.byIssuerSerial[isk], c)
 	if len(c.SubjectKeyId) > 0 {
 		k.bySKI[string(c.SubjectKeyId)] = append(k.bySKI[string(c.SubjectKeyId)], c)
@@ -306,7 +309,16 @@ func (k *Keyring) CertsByEmail(ctx context.Context, email string) ([]*x509.Certi
 
 // CertsByIssuerSerial returns certificates with that raw issuer and serial.
 func (k *Keyring) CertsByIssuerSerial(ctx context.Context, rawIssuer []byte, serial *big.Int) ([]*x509.Certificate, error) {
-	return k.certs(k.byIssuerSerial, issuerSerialKey(rawIssuer, serial)), nil
+	var buf [256]byte
+	key := issuerSerialKey(buf[:0], rawIssuer, serial)
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	// m[string(b)] does not allocate: the common look-up stays allocation-free.
+	cs := k.byIssuerSerial[string(key)]
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	return append([]*x509.Certificate(nil), cs...), nil
 }
 
 // CertsBySKI returns certificates with that subject key identifier.
