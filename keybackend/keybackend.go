@@ -1,0 +1,79 @@
+// Package keybackend selects where private-key operations run: in Go's
+// standard library ("go", the default and the only one in a pure-Go
+// build), in the system's OpenSSL libcrypto ("openssl", build tag
+// openssl, cgo) or in a PKCS#11 token ("pkcs11", build tag pkcs11, cgo).
+//
+// Every backend hands out keys.PrivateKey values with the same
+// behaviour as crypto/rsa, crypto/ecdsa and crypto/ecdh (same errors,
+// PKCS#1 v1.5 implicit rejection, DER ECDSA signatures), so the CMS code
+// above does not know which one runs.
+package keybackend
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/secmail/secmail/keys"
+)
+
+// Backend turns the keys the key store loaded into keys whose private
+// operations run in this backend.
+type Backend interface {
+	// Name is "go", "openssl" or "pkcs11", for /readyz and metric labels.
+	Name() string
+	// Load returns k for use through this backend. The openssl backend
+	// converts it once into an OpenSSL key object; the pkcs11 backend
+	// returns the token key with the same public key. Keys the backend
+	// has no use for (Ed25519 in openssl) come back unchanged.
+	Load(k keys.PrivateKey) (keys.PrivateKey, error)
+	// Close releases the backend (the PKCS#11 session pool and module).
+	// Keys it loaded must not be used afterwards.
+	Close() error
+}
+
+// Config configures Open. Only the part of the chosen backend is read.
+type Config struct {
+	PKCS11 PKCS11Config
+}
+
+// PKCS11Config addresses a PKCS#11 token.
+type PKCS11Config struct {
+	Module     string // path of the PKCS#11 module (.so), e.g. /usr/lib/softhsm/libsofthsm2.so
+	TokenLabel string // CKA_LABEL of the token
+	PIN        string // user PIN; never logged
+}
+
+// ErrNotBuiltIn is wrapped by Open when the backend was not compiled in.
+var ErrNotBuiltIn = errors.New("keybackend: backend not compiled into this binary")
+
+// Names lists the backends Open knows (compiled in or not).
+var Names = []string{"go", "openssl", "pkcs11"}
+
+// Open returns the backend called name ("" means "go").
+func Open(name string, cfg Config) (Backend, error) {
+	switch name {
+	case "", "go":
+		return Go(), nil
+	case "openssl":
+		return openOpenSSL()
+	case "pkcs11":
+		return openPKCS11(cfg.PKCS11)
+	}
+	return nil, fmt.Errorf("keybackend: unknown backend %q (want go, openssl or pkcs11)", name)
+}
+
+// Go returns the identity backend: keys stay Go's own.
+func Go() Backend { return goBackend{} }
+
+type goBackend struct{}
+
+func (goBackend) Name() string { return "go" }
+
+func (goBackend) Load(k keys.PrivateKey) (keys.PrivateKey, error) {
+	if k == nil {
+		return nil, errors.New("keybackend: nil key")
+	}
+	return k, nil
+}
+
+func (goBackend) Close() error { return nil }

@@ -1,0 +1,7 @@
+//go:build openssl && cgo
+
+package keybackend
+
+import "github.com/secmail/secmail/keybackend/openssl"
+
+func openOpenSSL() (Backend, error) { return openssl.New(), nil }
