@@ -223,6 +223,13 @@ func makeFixtures() (*fixtureSet, error) {
 	r.run("openssl", "crl2pkcs7", "-nocrl", "-certfile", "chain.pem", "-out", "chain.p7b")
 	r.run("openssl", "crl2pkcs7", "-nocrl", "-certfile", "chain.pem", "-outform", "DER", "-out", "chain.p7c")
 	r.run("openssl", "crl2pkcs7", "-in", "ca.crl", "-certfile", "ca.pem", "-outform", "DER", "-out", "ca-with-crl.p7b")
+	// An S/MIME signature as Outlook or openssl -stream writes it: BER
+	// with indefinite lengths, carrying the signer and intermediate.
+	r.write("msg.txt", "hello\n")
+	r.run("openssl", "cms", "-sign", "-stream", "-binary", "-in", "msg.txt", "-signer", "alice.pem", "-inkey", "alice.key",
+		"-certfile", "inter.pem", "-outform", "DER", "-out", "alice-signed.p7s")
+	r.run("openssl", "cms", "-sign", "-stream", "-binary", "-in", "msg.txt", "-signer", "alice.pem", "-inkey", "alice.key",
+		"-certfile", "inter.pem", "-outform", "PEM", "-out", "alice-signed.pem")
 	if r.err != nil {
 		return f, r.err
 	}

@@ -316,7 +316,7 @@ func FuzzParse(f *testing.F) {
 	if e1 == nil && e2 == nil {
 		fx := fixtures(f)
 		for _, n := range []string{"bundle.pem", "alice.der", "chain.p7c", "ca-crl.der", "alice.p12",
-			"alice-p8-default.key", "alice-legacy.key", "bob-combined.pem", "dave.gpg", "dave-secret.asc"} {
+			"alice-p8-default.key", "alice-legacy.key", "bob-combined.pem", "dave.gpg", "dave-secret.asc", "alice-signed.p7s"} {
 			f.Add(fx.read(f, n))
 		}
 	}

@@ -360,8 +360,8 @@ func (p *parser) parseBinary(data []byte) error {
 		p.b.CRLs = append(p.b.CRLs, crl)
 		return nil
 	}
-	if isPKCS7(data) {
-		if err := p.parsePKCS7(data); err != nil {
+	if der, ok := asPKCS7(data); ok {
+		if err := p.parsePKCS7(der); err != nil {
 			return p.errf(reason.CodeOf(err), err, "PKCS#7", "")
 		}
 		return nil

@@ -59,6 +59,8 @@ func TestParseFormats(t *testing.T) {
 		{"chain.p7b", pass, want{certs: 2}},
 		{"chain.p7c", pass, want{certs: 2}},
 		{"ca-with-crl.p7b", pass, want{certs: 1, crls: 1}},
+		{"alice-signed.p7s", pass, want{certs: 2}},
+		{"alice-signed.pem", pass, want{certs: 2}},
 		{"dave.asc", pass, want{pgp: 1}},
 		{"dave.gpg", pass, want{pgp: 1}},
 		{"dave-secret.asc", pass, want{pgp: 1, pgpSecret: 1, passphrase: testPGPPass}},
@@ -194,6 +196,37 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q leaks a passphrase", err)
 			}
 		})
+	}
+}
+
+func TestBERToDER(t *testing.T) {
+	f := fixtures(t)
+	// DER passes through unchanged.
+	for _, name := range []string{"alice.der", "chain.p7c", "ca-crl.der"} {
+		der := f.read(t, name)
+		out, err := berToDER(der)
+		if err != nil || !bytes.Equal(out, der) {
+			t.Errorf("%s: DER changed (%v)", name, err)
+		}
+	}
+	ber := f.read(t, "alice-signed.p7s")
+	if isPKCS7(ber) {
+		t.Fatal("fixture is not BER with indefinite lengths")
+	}
+	der, err := berToDER(ber)
+	if err != nil || !isPKCS7(der) {
+		t.Fatalf("BER signature not converted: %v", err)
+	}
+	for _, bad := range [][]byte{
+		{0x30, 0x80, 0x02, 0x01, 0x01},       // no end-of-contents
+		{0x04, 0x80, 0x00, 0x00},             // indefinite primitive
+		{0x30, 0x85, 1, 2, 3, 4, 5},          // length of length too long
+		{0x30, 0x03, 0x02, 0x01},             // truncated
+		bytes.Repeat([]byte{0x30, 0x80}, 64), // too deep
+	} {
+		if _, err := berToDER(bad); err == nil {
+			t.Errorf("berToDER(% x) accepted", bad)
+		}
 	}
 }
 

@@ -24,12 +24,29 @@ func isPKCS7(data []byte) bool {
 	return s.ReadASN1(&ci, cbasn1.SEQUENCE) && ci.ReadASN1ObjectIdentifier(&oid) && oid.Equal(oidSignedData)
 }
 
+// asPKCS7 returns data, in DER, when it is a SignedData ContentInfo in
+// DER or BER.
+func asPKCS7(data []byte) ([]byte, bool) {
+	if isPKCS7(data) {
+		return data, true
+	}
+	if len(data) > 0 && data[0] == 0x30 {
+		if der, err := berToDER(data); err == nil && isPKCS7(der) {
+			return der, true
+		}
+	}
+	return nil, false
+}
+
 func (p *parser) parsePKCS7(data []byte) error {
+	if der, ok := asPKCS7(data); ok {
+		data = der
+	}
 	s := cryptobyte.String(data)
 	var ci, content, sd, skip cryptobyte.String
 	var oid asn1.ObjectIdentifier
 	if !s.ReadASN1(&ci, cbasn1.SEQUENCE) || !ci.ReadASN1ObjectIdentifier(&oid) {
-		return reason.New(reason.Malformed, "PKCS#7: not a DER ContentInfo (BER indefinite lengths are not accepted here)")
+		return reason.New(reason.Malformed, "PKCS#7: not a ContentInfo")
 	}
 	if !oid.Equal(oidSignedData) {
 		return reason.New(reason.Malformed, "PKCS#7: content type %v is not SignedData", oid)
