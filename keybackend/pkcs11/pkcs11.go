@@ -47,6 +47,7 @@ var ErrClosed = errors.New("keybackend/pkcs11: token closed")
 // keybackend.Backend. Safe for concurrent use.
 type Token struct {
 	ctx     *p11.Ctx
+	owner   bool // this Token initialised the module
 	slot    uint
 	login   p11.SessionHandle // keeps the login alive
 	pool    chan p11.SessionHandle
@@ -56,7 +57,9 @@ type Token struct {
 	mechRaw bool // CKM_RSA_X_509 available
 }
 
-// Open loads the module, finds the token by label and logs in.
+// Open loads the module, finds the token by label and logs in. PKCS#11
+// login is per process and token: a second Token for a token this
+// process is already logged in to shares that login.
 func Open(cfg Config) (*Token, error) {
 	if cfg.Module == "" || cfg.TokenLabel == "" {
 		return nil, errors.New("keybackend/pkcs11: module and token label are required")
@@ -65,14 +68,22 @@ func Open(cfg Config) (*Token, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("keybackend/pkcs11: cannot load module %s", cfg.Module)
 	}
-	fail := func(err error) (*Token, error) {
-		ctx.Finalize()
-		ctx.Destroy()
-		return nil, err
-	}
-	if err := ctx.Initialize(); err != nil {
+	// A module is initialised once per process; a second Token on the
+	// same module (another token label) shares it and leaves C_Finalize
+	// to the first.
+	owner := true
+	if err := ctx.Initialize(); errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		owner = false
+	} else if err != nil {
 		ctx.Destroy()
 		return nil, fmt.Errorf("keybackend/pkcs11: initialize %s: %w", cfg.Module, err)
+	}
+	fail := func(err error) (*Token, error) {
+		if owner {
+			ctx.Finalize()
+		}
+		ctx.Destroy()
+		return nil, err
 	}
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
@@ -101,7 +112,7 @@ func Open(cfg Config) (*Token, error) {
 	if n <= 0 {
 		n = 8
 	}
-	t := &Token{ctx: ctx, slot: slot, login: login, pool: make(chan p11.SessionHandle, n), sem: make(chan struct{}, n)}
+	t := &Token{ctx: ctx, owner: owner, slot: slot, login: login, pool: make(chan p11.SessionHandle, n), sem: make(chan struct{}, n)}
 	if ms, err := ctx.GetMechanismList(slot); err == nil {
 		for _, m := range ms {
 			if m.Mechanism == p11.CKM_RSA_X_509 {
@@ -126,7 +137,10 @@ func (t *Token) Close() error {
 	t.closed = true
 	t.ctx.Logout(t.login)
 	t.ctx.CloseAllSessions(t.slot)
-	err := t.ctx.Finalize()
+	var err error
+	if t.owner {
+		err = t.ctx.Finalize()
+	}
 	t.ctx.Destroy()
 	return err
 }

@@ -1,0 +1,137 @@
+//go:build pkcs11 && cgo
+
+package pkcs11_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/secmail/secmail/keybackend/internal/softhsm"
+	"github.com/secmail/secmail/keybackend/pkcs11"
+	"github.com/secmail/secmail/keys"
+)
+
+func openToken(t *testing.T) *pkcs11.Token {
+	t.Helper()
+	mod, err := softhsm.Setup(t.TempDir())
+	if errors.Is(err, softhsm.ErrMissing) {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := pkcs11.Open(pkcs11.Config{Module: mod, TokenLabel: softhsm.Label, PIN: softhsm.PIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Close() })
+	return tok
+}
+
+// TestNonExtractable shows the worker cannot read a token key's secret
+// parts: the token refuses CKA_PRIVATE_EXPONENT, the primes and CKA_VALUE
+// with CKR_ATTRIBUTE_SENSITIVE, while the key still signs.
+func TestNonExtractable(t *testing.T) {
+	tok := openToken(t)
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	wek, _ := keys.Wrap(ek)
+	for _, tc := range []struct {
+		name   string
+		key    keys.PrivateKey
+		secret []uint
+	}{
+		{"rsa", rk, []uint{p11.CKA_PRIVATE_EXPONENT, p11.CKA_PRIME_1, p11.CKA_PRIME_2, p11.CKA_EXPONENT_1, p11.CKA_COEFFICIENT}},
+		{"ec", wek, []uint{p11.CKA_VALUE}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := tok.Import(tc.name, tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, typ := range tc.secret {
+				v, err := tok.Attribute(k, typ)
+				if !errors.Is(err, p11.Error(p11.CKR_ATTRIBUTE_SENSITIVE)) {
+					t.Errorf("attribute %#x: got %x, %v; want CKR_ATTRIBUTE_SENSITIVE", typ, v, err)
+				}
+			}
+			for typ, want := range map[uint]byte{p11.CKA_SENSITIVE: 1, p11.CKA_EXTRACTABLE: 0, p11.CKA_NEVER_EXTRACTABLE: 0} {
+				v, err := tok.Attribute(k, typ)
+				if err != nil || len(v) != 1 || v[0] != want {
+					t.Errorf("attribute %#x = %x, %v; want %d", typ, v, err, want)
+				}
+			}
+			// The same key by label and through Load, and it signs.
+			byLabel, err := tok.Key(tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loaded, err := tok.Load(tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := sha256.Sum256([]byte("x"))
+			for _, s := range []crypto.Signer{byLabel, loaded} {
+				if _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func mod(t *testing.T) string {
+	m, err := softhsm.Module()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestWrongPIN(t *testing.T) {
+	tok := openToken(t)
+	tok.Close() // a fresh module state: login is per process and token
+	if _, err := pkcs11.Open(pkcs11.Config{Module: mod(t), TokenLabel: softhsm.Label, PIN: "0000"}); !errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
+		t.Fatalf("wrong PIN: %v", err)
+	}
+}
+
+func TestKeyLookup(t *testing.T) {
+	tok := openToken(t)
+	if _, err := tok.Key("absent"); !errors.Is(err, pkcs11.ErrNotFound) {
+		t.Fatalf("absent label: %v", err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := tok.Load(other); !errors.Is(err, pkcs11.ErrNotFound) {
+		t.Fatalf("Load of a key not on the token: %v", err)
+	}
+	if _, err := pkcs11.Open(pkcs11.Config{Module: "/nonexistent.so", TokenLabel: "x"}); err == nil {
+		t.Fatal("missing module accepted")
+	}
+	if _, err := pkcs11.Open(pkcs11.Config{Module: mod(t), TokenLabel: "other"}); err == nil {
+		t.Fatal("unknown token label accepted")
+	}
+	k, err := tok.Import("ec", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Close()
+	if _, err := k.Sign(rand.Reader, make([]byte, 32), crypto.SHA256); !errors.Is(err, pkcs11.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
