@@ -6,11 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/json"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +70,7 @@ func BenchmarkHandlerOnly(b *testing.B) {
 	h := newRSAHandler(b)
 	req := &article.Request{ArticleID: "x", Raw: benchMail}
 	b.SetParallelism(1)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := h.Handle(context.Background(), article.Inbound, req); err != nil {
@@ -77,7 +78,9 @@ func BenchmarkHandlerOnly(b *testing.B) {
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "articles/s")
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "articles/s")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/elapsed.Seconds(), "cpu-cores")
 }
 
 // BenchmarkPipeline pushes articles through the whole pipeline on embedded
@@ -106,7 +109,7 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 		}
 		b.ResetTimer()
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
 		r := e.run(h, e.cfg)
 		for range b.N {
 			select {
@@ -116,9 +119,12 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 		}
 		elapsed := time.Since(start)
+		cpu := cpuTime() - cpu0
 		b.StopTimer()
 		_ = r.stop()
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "articles/s")
+		b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cpu-cores")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/article")
 	})
 	b.Run("half-rate", func(b *testing.B) {
 		e, js, results := benchEnv(b)
@@ -198,17 +204,12 @@ func benchEnv(b *testing.B) (*env, jetstream.JetStream, <-chan string) {
 	e := newEnv(b, 0)
 	e.cfg.AckWait = 30 * time.Second
 	e.cfg.Concurrency = runtime.GOMAXPROCS(0)
-	e.cfg.Prefetch = e.cfg.Concurrency
+	e.cfg.Prefetch = benchPrefetch(e.cfg.Concurrency)
 	nc, js := e.connect()
 	e.setup(js)
 	results := make(chan string, 1<<16)
 	_, err := nc.Subscribe(e.cfg.ResultSubject(article.Inbound), func(m *nats.Msg) {
-		var r struct {
-			ArticleID string `json:"article_id"`
-		}
-		if json.Unmarshal(m.Data, &r) == nil {
-			results <- r.ArticleID
-		}
+		results <- m.Header.Get(HeaderArticleID)
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -217,4 +218,24 @@ func benchEnv(b *testing.B) (*env, jetstream.JetStream, <-chan string) {
 		b.Fatal(err)
 	}
 	return e, js, results
+}
+
+// benchPrefetch lets a run try other prefetch depths (SECMAIL_BENCH_PREFETCH
+// multiplies Concurrency); the default is the pipeline's own.
+func benchPrefetch(concurrency int) int {
+	if f, err := strconv.Atoi(os.Getenv("SECMAIL_BENCH_PREFETCH")); err == nil && f > 0 {
+		return f * concurrency
+	}
+	return 0
+}
+
+// cpuTime is the CPU time (user+system) this process has used: with
+// articles/s it shows whether the pipeline is CPU bound (cpu-cores near
+// GOMAXPROCS) or waiting, and its CPU cost per article.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -283,6 +283,9 @@ func results(t *testing.T, msgs []collected) map[string]*Result {
 		if want := "article." + string(r.Direction) + ".result"; m.subject != want {
 			t.Errorf("result for %q on %s, want %s", r.ArticleID, m.subject, want)
 		}
+		if m.header.Get(HeaderArticleID) != r.ArticleID || m.header.Get(HeaderStatus) != r.Status {
+			t.Errorf("result headers %v do not match the body", m.header)
+		}
 		key := string(r.Direction) + "/" + r.ArticleID
 		if _, dup := out[key]; dup {
 			t.Errorf("two results for %s", key)

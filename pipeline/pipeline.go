@@ -37,8 +37,10 @@ import (
 	"github.com/secmail/secmail/result"
 )
 
-// Dead-letter headers.
+// Headers on dead letters (all) and results (Secmail-Article-Id,
+// Secmail-Status, Secmail-Error-Code).
 const (
+	HeaderStatus     = "Secmail-Status"
 	HeaderErrorCode  = "Secmail-Error-Code"
 	HeaderError      = "Secmail-Error"
 	HeaderDeliveries = "Secmail-Deliveries"
@@ -168,6 +170,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	loops.Wait()
 	workers.Wait()
+	if !p.nc.IsClosed() {
+		// Acks and naks are fire-and-forget: make sure the server has
+		// them before the caller drains or closes the connection.
+		if err := p.nc.FlushTimeout(5 * time.Second); err != nil {
+			p.log.Warn("flush at shutdown failed; unacknowledged articles will be redelivered", "err", err)
+		}
+	}
 	if runErr != nil {
 		return runErr
 	}
@@ -287,11 +296,10 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 		p.m.ObserveArticle(d, nil, v.res.Error.Code, time.Since(start))
 		return
 	}
-	actx, cancel := context.WithTimeout(workCtx, 10*time.Second)
-	defer cancel()
-	if err := msg.DoubleAck(actx); err != nil {
-		// The result is stored; a redelivery publishes a duplicate the
-		// stream drops.
+	// A plain ack, not a confirmed one: the result is already stored, so
+	// a lost ack only costs a redelivery whose result the stream drops as
+	// a duplicate; Run flushes the connection before it returns.
+	if err := msg.Ack(); err != nil {
 		log.Error("ack failed; the article will be redelivered and deduplicated", "err", err)
 	}
 	_, outcome, why := metrics.Classify(v.res.Security)
@@ -553,7 +561,16 @@ func (p *Pipeline) publishResult(ctx context.Context, dir article.Direction, v *
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// Headers repeat the ids and status so consumers can route or filter
+	// results without parsing the body.
 	msg := &nats.Msg{Subject: p.cfg.ResultSubject(dir), Data: data, Header: nats.Header{}}
+	msg.Header.Set(HeaderStatus, v.res.Status)
+	if v.articleID != "" {
+		msg.Header.Set(HeaderArticleID, v.articleID)
+	}
+	if v.res.Error != nil {
+		msg.Header.Set(HeaderErrorCode, v.res.Error.Code)
+	}
 	ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(v.msgID))
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
