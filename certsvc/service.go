@@ -140,7 +140,7 @@ func Start(ctx context.Context, nc *nats.Conn, st *store.Store, logger *slog.Log
 	}
 	// Make sure the server has the subscriptions before callers are told
 	// the service is up, or a first request may find no responders.
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		_ = svc.Stop()
 		return nil, err
 	}
