@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/secmail/secmail/article"
@@ -192,6 +193,9 @@ func (cfg Config) validate() error {
 	if cfg.AckWait < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("ack wait %s is too short", cfg.AckWait))
 	}
+	if !validPrefix(cfg.SubjectPrefix) {
+		errs = append(errs, fmt.Errorf("subject prefix %q must be dot-separated tokens without wildcards or spaces", cfg.SubjectPrefix))
+	}
 	if cfg.MaxMessageBytes < 1 {
 		errs = append(errs, errors.New("max message bytes must be positive"))
 	}
@@ -244,3 +248,15 @@ func (cfg Config) durable(dir article.Direction) string {
 
 // directions are the two directions the pipeline consumes.
 var directions = [...]article.Direction{article.Inbound, article.Outbound}
+
+func validPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
+}

@@ -212,6 +212,10 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 				break
 			}
 			p.log.Warn("pipeline: pull failed", "direction", dir, "err", err)
+			select { // do not spin on a persistent error
+			case <-time.After(100 * time.Millisecond):
+			case <-fetchCtx.Done():
+			}
 			continue
 		}
 		workers.Add(1)
@@ -777,7 +781,10 @@ func (p *Pipeline) deadLetterStuck(ctx context.Context, dir article.Direction, a
 	if err := p.publishDead(ctx, dir, in, v, int(adv.Deliveries)); err != nil {
 		return err
 	}
-	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil // another replica won; it counts and logs
+		}
 		return err
 	}
 	p.m.DeadLetter(string(dir), CodeRetriesExhausted)

@@ -627,6 +627,23 @@ func TestConfigDefaults(t *testing.T) {
 	if _, err := New(nil, nil, nil, cfg, nil, nil); err == nil {
 		t.Error("New without connection")
 	}
+	bad := []Config{
+		{SubjectPrefix: "article.*"},
+		{SubjectPrefix: "a..b"},
+		{SubjectPrefix: "has space"},
+		{AckWait: time.Millisecond},
+		{MaxDeliver: -1},
+		{Concurrency: -2},
+		{Backoff: []time.Duration{-time.Second}},
+	}
+	for _, c := range bad {
+		if err := c.Defaults().validate(); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+	if err := (Config{SubjectPrefix: "acme.helpdesk"}).Defaults().validate(); err != nil {
+		t.Errorf("multi-token prefix: %v", err)
+	}
 }
 
 func TestPreflight(t *testing.T) {
