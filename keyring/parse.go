@@ -75,7 +75,11 @@ func Parse(name string, data []byte, opts Options) (b *Bundle, err error) {
 		}
 	}()
 	p := &parser{name: name, opts: opts, b: &Bundle{}}
-	if bytes.Contains(data, []byte("-----BEGIN ")) {
+	// Windows editors prefix a UTF-8 byte order mark.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	// DER starts with a SEQUENCE (0x30) and binary OpenPGP with a byte
+	// >= 0x80; either may contain "-----BEGIN " by chance (in a UID, say).
+	if len(data) > 0 && data[0] != 0x30 && data[0] < 0x80 && bytes.Contains(data, []byte("-----BEGIN ")) {
 		err = p.parseText(data)
 	} else {
 		err = p.parseBinary(data)

@@ -137,6 +137,23 @@ func checkSigner(t *testing.T, k PrivateKey) {
 	}
 }
 
+// Files as Windows tools save them: byte order mark, CRLF line endings,
+// text around the blocks (openssl pkcs12 -nodes writes "Bag Attributes").
+func TestParseTextVariants(t *testing.T) {
+	f := fixtures(t)
+	bob := string(f.read(t, "bob-combined.pem"))
+	for name, data := range map[string]string{
+		"bom":   "\xef\xbb\xbf" + bob,
+		"crlf":  strings.ReplaceAll(bob, "\n", "\r\n"),
+		"prose": "Bag Attributes\n    localKeyID: 01\nsubject=CN=Bob\n" + bob + "\ntrailing words\n",
+	} {
+		b, err := Parse(name, []byte(data), Options{})
+		if err != nil || len(b.Certs) != 1 || len(b.Keys) != 1 || b.Keys[0].Cert == nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	f := fixtures(t)
 	ca := string(f.read(t, "ca.pem"))
