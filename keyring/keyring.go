@@ -58,6 +58,7 @@ type Keyring struct {
 
 type smimeEntry struct {
 	cert   *x509.Certificate
+	chain  []*x509.Certificate // computed under the write lock, read-only after
 	key    keys.PrivateKey
 	locked bool
 }
@@ -102,9 +103,11 @@ func (k *Keyring) Add(b *Bundle) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	cas := len(k.cas)
 	for _, c := range b.Certs {
 		k.addCert(c)
 	}
+
 	if len(b.CRLs) > 0 {
 		k.crls = append(k.crls, b.CRLs...)
 		k.invalidateTrust()
@@ -122,6 +125,12 @@ func (k *Keyring) Add(b *Bundle) {
 	}
 	for _, pk := range b.PGP {
 		k.addPGP(pk)
+	}
+	if len(k.cas) != cas {
+		// A new CA may complete the chains of keys added before it.
+		for _, e := range k.smime {
+			e.chain = k.chain(e.cert)
+		}
 	}
 }
 
@@ -175,6 +184,7 @@ func (k *Keyring) addKey(pk PrivateKey) {
 	k.smimeSeen[id] = true
 	k.addCert(cert)
 	e := &smimeEntry{cert: cert, key: pk.Key, locked: pk.Locked || pk.Key == nil}
+	e.chain = k.chain(cert)
 	k.smime = append(k.smime, e)
 	for _, addr := range keys.CertEmails(cert) {
 		k.smimeEmail[addr] = append(k.smimeEmail[addr], e)
@@ -240,7 +250,9 @@ func (k *Keyring) toSMIME(e *smimeEntry) keys.SMIMEKey {
 	if e.locked {
 		sk.Key = nil
 	}
-	sk.Chain = k.chain(e.cert)
+	if len(e.chain) > 0 {
+		sk.Chain = append([]*x509.Certificate(nil), e.chain...)
+	}
 	return sk
 }
 

@@ -201,8 +201,13 @@ func TestKeyringAddOrderAndTrustRebuild(t *testing.T) {
 		k.Add(b)
 		k.Add(b) // idempotent
 	}
-	if ks, _ := k.SMIMEKeysByEmail(ctx, "alice@example.com"); len(ks) != 1 {
+	ks, _ := k.SMIMEKeysByEmail(ctx, "alice@example.com")
+	if len(ks) != 1 {
 		t.Fatalf("key not matched after its certificate arrived: %d", len(ks))
+	}
+	// The intermediate came after the key and still completes its chain.
+	if len(ks[0].Chain) != 1 || ks[0].Chain[0].Subject.CommonName != "Keyring Test Intermediate" {
+		t.Errorf("chain after late intermediate: %d certs", len(ks[0].Chain))
 	}
 	if cs, _ := k.CertsByEmail(ctx, "alice@example.com"); len(cs) != 1 {
 		t.Errorf("duplicate certificate indexed twice: %d", len(cs))
