@@ -779,8 +779,22 @@ func TestCrashedWorkerAtLastDelivery(t *testing.T) {
 			t.Fatalf("delivery %d missing", i+1)
 		}
 	}
+	// Two replicas: both get the advisory, one dead letter results.
 	h := newTestHandler()
-	e.run(h, e.cfg)
+	var ms []*metrics.Metrics
+	for range 2 {
+		nc, js := e.connect()
+		m := metrics.New("test", "r", "go")
+		ms = append(ms, m)
+		p, err := New(js, nc, h, e.cfg, m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	dead := collect(t, js, "SECMAIL_DEAD", 1, 10*time.Second)
 	if d := dead[0]; d.header.Get(HeaderErrorCode) != CodeRetriesExhausted || d.header.Get(HeaderDeliveries) != "2" ||
 		d.header.Get(HeaderArticleID) != "crash" || d.header.Get(HeaderSubject) != "article.inbound" {
@@ -795,5 +809,15 @@ func TestCrashedWorkerAtLastDelivery(t *testing.T) {
 	})
 	if h.count("crash") != 0 {
 		t.Error("handler ran after max deliveries")
+	}
+	if n := streamMsgs(t, js, "SECMAIL_DEAD"); n != 1 {
+		t.Errorf("%d dead letters", n)
+	}
+	deadCount := func() float64 {
+		return gather(t, ms[0], "secmail_dead_letters_total")[""] + gather(t, ms[1], "secmail_dead_letters_total")[""]
+	}
+	waitFor(t, 5*time.Second, "dead letter counted", func() bool { return deadCount() >= 1 })
+	if n := deadCount(); n != 1 {
+		t.Errorf("dead letter counted %v times across replicas", n)
 	}
 }
