@@ -30,11 +30,19 @@ static EVP_PKEY *sm_load(const unsigned char *der, long len) {
 	return k;
 }
 
-static EVP_PKEY *sm_load_pub(const unsigned char *der, long len) {
-	const unsigned char *p = der;
-	EVP_PKEY *k = d2i_PUBKEY(NULL, &p, len);
+// sm_peer makes a public key on k's curve from an uncompressed point:
+// copying k's parameters avoids OpenSSL 3's slow generic decoders.
+static EVP_PKEY *sm_peer(EVP_PKEY *k, const unsigned char *pt, size_t len) {
+	EVP_PKEY *p = EVP_PKEY_new();
+	if (p == NULL) goto err;
+	if (EVP_PKEY_copy_parameters(p, k) <= 0) goto err;
+	if (EVP_PKEY_set1_encoded_public_key(p, pt, len) <= 0) goto err;
 	ERR_clear_error();
-	return k;
+	return p;
+err:
+	EVP_PKEY_free(p);
+	ERR_clear_error();
+	return NULL;
 }
 
 // sm_rsa_raw computes in^d mod n into out (outlen bytes, the modulus
@@ -117,7 +125,10 @@ static long sm_derive(EVP_PKEY *k, EVP_PKEY *peer, unsigned char *out, size_t ou
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
 	if (c == NULL) goto end;
 	if (EVP_PKEY_derive_init(c) <= 0) goto end;
-	if (EVP_PKEY_derive_set_peer(c, peer) <= 0) goto end;
+	// No second peer validation: crypto/ecdh checked the point is on the
+	// curve, and P-256/P-384/P-521 have cofactor 1, so the extra full
+	// check (a scalar multiplication by the order) buys nothing.
+	if (EVP_PKEY_derive_set_peer_ex(c, peer, 0) <= 0) goto end;
 	size_t n = outlen;
 	if (EVP_PKEY_derive(c, out, &n) <= 0) goto end;
 	ret = (long)n;
@@ -477,17 +488,14 @@ func (k *ECKey) ECDH(remote *ecdh.PublicKey) ([]byte, error) {
 	if remote == nil || remote.Curve() != k.dhCurve {
 		return nil, errors.New("crypto/ecdh: private key and public key curves do not match")
 	}
-	spki, err := x509.MarshalPKIXPublicKey(remote)
-	if err != nil {
-		return nil, fmt.Errorf("keybackend/openssl: %w", err)
-	}
-	peer := C.sm_load_pub(ptr(spki), C.long(len(spki)))
-	if peer == nil {
-		return nil, fmt.Errorf("keybackend/openssl: peer key rejected: %w", ErrOperation)
-	}
-	defer C.EVP_PKEY_free(peer)
+	pt := remote.Bytes()
 	out := make([]byte, (k.pub.Curve.Params().BitSize+7)/8)
-	err = k.h.with(func(p *C.EVP_PKEY) error {
+	err := k.h.with(func(p *C.EVP_PKEY) error {
+		peer := C.sm_peer(p, ptr(pt), C.size_t(len(pt)))
+		if peer == nil {
+			return fmt.Errorf("keybackend/openssl: peer key rejected: %w", ErrOperation)
+		}
+		defer C.EVP_PKEY_free(peer)
 		n := C.sm_derive(p, peer, ptr(out), C.size_t(len(out)))
 		if n != C.long(len(out)) {
 			return fmt.Errorf("keybackend/openssl: ECDH: %w", ErrOperation)
