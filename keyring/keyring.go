@@ -433,8 +433,8 @@ func (k *Keyring) Len() (certs, smimeKeys, pgpKeys int) {
 	return len(k.certSeen), len(k.smime), len(k.pgpByFP)
 }
 
-// LoadDir imports every regular file in dir (not recursive; dotfiles
-// skipped) and matches keys to certificates across files. A file that does
+// LoadDir imports every regular file in dir, also through symlinks (not
+// recursive; dotfiles skipped) and matches keys to certificates across files. A file that does
 // not parse is an error naming it: an unreadable keyring must not pass
 // silently.
 func LoadDir(dir string, opts Options) (*Keyring, error) {
@@ -445,10 +445,22 @@ func LoadDir(dir string, opts Options) (*Keyring, error) {
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	var bundles []*Bundle
 	for _, de := range ents {
-		if strings.HasPrefix(de.Name(), ".") || !de.Type().IsRegular() {
+		if strings.HasPrefix(de.Name(), ".") {
 			continue
 		}
 		path := filepath.Join(dir, de.Name())
+		if de.Type()&os.ModeSymlink != 0 {
+			// Kubernetes mounts Secrets as symlinks into "..data/".
+			st, err := os.Stat(path)
+			if err != nil {
+				return nil, fmt.Errorf("keyring: %w", err)
+			}
+			if !st.Mode().IsRegular() {
+				continue
+			}
+		} else if !de.Type().IsRegular() {
+			continue
+		}
 		data, err := readLimited(path, opts.maxSize())
 		if err != nil {
 			return nil, err

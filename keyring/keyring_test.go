@@ -28,7 +28,7 @@ func loadMixedDir(t *testing.T, f *fixtureSet) *Keyring {
 	dir := t.TempDir()
 	for _, name := range []string{
 		"ca.pem", "inter.pem", "alice.pem", "alice-p8-default.key", "bob-combined.pem",
-		"carol-email.pem", "ca.crl", "chain.p7c", "dave-secret.asc", "alias.asc", "both.asc",
+		"ca.crl", "chain.p7c", "dave-secret.asc", "alias.asc", "both.asc",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), f.read(t, name), 0o600); err != nil {
 			t.Fatal(err)
@@ -39,6 +39,17 @@ func loadMixedDir(t *testing.T, f *fixtureSet) *Keyring {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A Kubernetes Secret volume: files are symlinks into "..data/".
+	data := filepath.Join(dir, "..data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "carol-email.pem"), f.read(t, "carol-email.pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "carol-email.pem"), filepath.Join(dir, "carol-email.pem")); err != nil {
 		t.Fatal(err)
 	}
 	k, err := LoadDir(dir, Options{Passphrases: []string{testPass, testPGPPass}})
