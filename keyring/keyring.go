@@ -40,6 +40,7 @@ type Keyring struct {
 	bySPKI         map[string][]*x509.Certificate
 	cas            []*x509.Certificate
 	crls           []*x509.RevocationList
+	crlSeen        map[[32]byte]bool
 
 	smime       []*smimeEntry
 	smimeSeen   map[string]bool // by Raw of the key: the same key twice is one key
@@ -67,6 +68,7 @@ type smimeEntry struct {
 func New() *Keyring {
 	return &Keyring{
 		certSeen:       map[[32]byte]*x509.Certificate{},
+		crlSeen:        map[[32]byte]bool{},
 		byEmail:        map[string][]*x509.Certificate{},
 		byIssuerSerial: map[string][]*x509.Certificate{},
 		bySKI:          map[string][]*x509.Certificate{},
@@ -108,9 +110,13 @@ func (k *Keyring) Add(b *Bundle) {
 		k.addCert(c)
 	}
 
-	if len(b.CRLs) > 0 {
-		k.crls = append(k.crls, b.CRLs...)
-		k.invalidateTrust()
+	for _, crl := range b.CRLs {
+		fp := sha256.Sum256(crl.Raw)
+		if !k.crlSeen[fp] {
+			k.crlSeen[fp] = true
+			k.crls = append(k.crls, crl)
+			k.invalidateTrust()
+		}
 	}
 	for _, pk := range b.Keys {
 		k.addKey(pk)
@@ -177,7 +183,14 @@ func (k *Keyring) addKey(pk PrivateKey) {
 		k.unmatched = append(k.unmatched, pk)
 		return
 	}
-	id := string(pk.Raw) + "\x00" + string(cert.Raw)
+	// The same key for the same certificate, from two files, is one key.
+	id := "locked\x00" + string(pk.Raw)
+	if pk.Key != nil {
+		if spki, err := x509.MarshalPKIXPublicKey(pk.Key.Public()); err == nil {
+			id = "key\x00" + string(spki)
+		}
+	}
+	id += "\x00" + string(cert.Raw)
 	if k.smimeSeen[id] {
 		return
 	}

@@ -29,6 +29,8 @@ func loadMixedDir(t *testing.T, f *fixtureSet) *Keyring {
 	for _, name := range []string{
 		"ca.pem", "inter.pem", "alice.pem", "alice-p8-default.key", "bob-combined.pem",
 		"ca.crl", "chain.p7c", "dave-secret.asc", "alias.asc", "both.asc",
+		// The same material again in other formats: merged, not doubled.
+		"alice.p12", "alice.der", "alice-legacy.key", "alice-signed.p7s", "ca-crl.der", "bob.key", "dave.gpg",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), f.read(t, name), 0o600); err != nil {
 			t.Fatal(err)
