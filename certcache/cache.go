@@ -35,8 +35,12 @@ import (
 var _ keys.Source = (*Cache)(nil)
 
 // Metrics receives cache outcomes; the pipeline implements it with
-// Prometheus. Tiers are "lru", "redis" and "kv"; results "hit", "miss"
-// (a negative answer counts as a hit of its tier) and "error".
+// Prometheus. Tiers are "lru", "redis" and "kv"; results "hit", "miss",
+// "error", and "bypass" (Redis skipped for a moment after an error). A
+// cached negative answer is a hit of its tier; at the KV tier "miss" means
+// the store has nothing for the key. Ops are cert_by_email,
+// cert_by_issuer_serial, cert_by_ski, capabilities, pgp_by_id and
+// pgp_by_email.
 type Metrics interface {
 	CacheResult(tier, result string)
 	LookupDuration(op string, d time.Duration)
@@ -354,6 +358,7 @@ func (c *Cache) lookup(ctx context.Context, op, kvKey string, fromKV func(contex
 		}
 	} else if c.opts.Redis != nil {
 		c.cnt.fallback.Add(1)
+		c.result("redis", "bypass")
 	}
 
 	kctx, cancel := context.WithTimeout(ctx, c.opts.KVTimeout)
