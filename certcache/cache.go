@@ -240,16 +240,18 @@ func (c *Cache) invalidate(ctx context.Context, key string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case strings.HasPrefix(key, "key."), key == "idx.keys":
+	// Certificate records themselves are immutable DER (only metadata
+	// changes), so a bulk import of contacts' certificates does not cost
+	// a rebuild of our keys or the trust context: those depend on the
+	// key records, the key and CA lists (chains come from CAs) and CRLs.
+	if strings.HasPrefix(key, "key.") || key == "idx.keys" || key == "idx.ca" {
 		c.smime, c.smimeOK = nil, false
-	case strings.HasPrefix(key, "cert."):
-		c.smime, c.smimeOK = nil, false
+	}
+	if strings.HasPrefix(key, "crl.") || key == "idx.ca" {
 		c.trust = nil
-	case strings.HasPrefix(key, "pgp."), key == "idx.pgpsecret":
+	}
+	if strings.HasPrefix(key, "pgp.") || key == "idx.pgpsecret" {
 		c.pgpSecret, c.pgpOK = nil, false
-	case strings.HasPrefix(key, "crl."), key == "idx.ca":
-		c.trust = nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,9 +36,39 @@ func openStore(t testing.TB, nc *nats.Conn, bucket string, key *store.MasterKey,
 	return s
 }
 
+// recorder is a real certcache.Metrics that just counts.
+type recorder struct {
+	mu     sync.Mutex
+	counts map[string]int
+	ops    map[string]int
+}
+
+func (r *recorder) CacheResult(tier, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[tier+"/"+result]++
+}
+
+func (r *recorder) LookupDuration(op string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops[op]++
+}
+
+func (r *recorder) get(k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[k]
+}
+
 func newCache(t testing.TB, s *store.Store, rc redis.UniversalClient, lruSize int) *certcache.Cache {
 	t.Helper()
-	c, err := certcache.New(context.Background(), s, certcache.Options{Redis: rc, LRUSize: lruSize, RedisBackoff: 100 * time.Millisecond})
+	return newCacheM(t, s, rc, lruSize, nil)
+}
+
+func newCacheM(t testing.TB, s *store.Store, rc redis.UniversalClient, lruSize int, m certcache.Metrics) *certcache.Cache {
+	t.Helper()
+	c, err := certcache.New(context.Background(), s, certcache.Options{Redis: rc, LRUSize: lruSize, RedisBackoff: 100 * time.Millisecond, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +288,8 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, n.Connect(), "rdown", mk(t), true)
 	importFiles(t, s, fx, "chain.pem", "bob.pem")
-	c := newCache(t, s, r.Client(), -1) // no LRU: every look-up reaches Redis
+	rec := &recorder{counts: map[string]int{}, ops: map[string]int{}}
+	c := newCacheM(t, s, r.Client(), -1, rec) // no LRU: every look-up reaches Redis
 	for i := 0; i < 2; i++ {
 		if got, err := c.CertsByEmail(ctx, "bob@example.com"); err != nil || len(got) != 1 {
 			t.Fatal(err)
@@ -279,6 +311,9 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	st := c.Stats()
 	if st.RedisErrors == 0 || st.RedisFallbacks < 10 {
 		t.Fatalf("fallbacks not counted: %+v", st)
+	}
+	if rec.get("redis/error") == 0 || rec.get("kv/hit") < 10 || rec.ops["cert_by_email"] == 0 {
+		t.Fatalf("metrics not reported: %+v %+v", rec.counts, rec.ops)
 	}
 	// A change while Redis is down is still seen (KV answers).
 	importFiles(t, s, fx, "alice.pem")
