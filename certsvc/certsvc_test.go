@@ -79,6 +79,14 @@ func TestCLIAgainstService(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	big := filepath.Join(t.TempDir(), "big.pem")
+	if err := os.WriteFile(big, bytes.Repeat(fx.Read(t, "alice.pem"), 2000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage.bin")
+	if err := os.WriteFile(garbage, []byte("\x00\x01 not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		name     string
 		args     []string
@@ -98,6 +106,8 @@ func TestCLIAgainstService(t *testing.T) {
 		{"group get", []string{"--json", "group", "get", "sales"}, 0, `"found":true`},
 		{"unknown group", []string{"group", "get", "nope"}, 0, "no defaults"},
 		{"unknown command", []string{"frobnicate"}, 2, ""},
+		{"larger than max_payload", []string{"import", big}, 1, "max_payload"},
+		{"garbage", []string{"import", garbage}, 1, "malformed"},
 		{"show missing", []string{"show", "deadbeefdeadbeef"}, 1, "not found"},
 	}
 	for _, s := range steps {

@@ -523,6 +523,9 @@ func (c *cli) call(ctx context.Context, op string, req, resp any) error {
 	if err != nil {
 		return err
 	}
+	if max := nc.MaxPayload(); max > 0 && int64(len(data)) > max-1024 {
+		return fmt.Errorf("the request is %d bytes, more than the server's max_payload of %d: import fewer or smaller files at a time, or raise max_payload", len(data), max)
+	}
 	msg := nats.NewMsg(SubjectPrefix + "." + op)
 	msg.Data = data
 	msg.Header.Set(IdentityHeader, c.who())
