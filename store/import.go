@@ -263,7 +263,43 @@ func (s *Store) putCert(ctx context.Context, rec *CertRecord, c *x509.Certificat
 			return "", err
 		}
 	}
+	if status == StatusAdded {
+		if err := s.linkExistingKey(ctx, rec.Fingerprint, c); err != nil {
+			return "", err
+		}
+	}
 	return status, nil
+}
+
+// linkExistingKey gives a new certificate the private key already stored
+// for another certificate with the same public key (a renewal that kept
+// its key), so it is usable at once. Without the master key the link is
+// left for a later re-import.
+func (s *Store) linkExistingKey(ctx context.Context, fp string, c *x509.Certificate) error {
+	fps, err := s.IndexList(ctx, spkiIndexKey(c.RawSubjectPublicKeyInfo))
+	if err != nil || len(fps) < 2 || !s.HasMasterKey() {
+		return err
+	}
+	for _, other := range fps {
+		if other == fp {
+			continue
+		}
+		var kr keyRecord
+		_, found, err := s.getJSON(ctx, keyKey(other), &kr)
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
+		p, err := s.unseal(keyKey(other), kr.KID, kr.Sealed)
+		if err != nil {
+			return err
+		}
+		_, err = s.putKey(ctx, fp, keyring.PrivateKey{Raw: p.Raw, Format: kr.Format, Passphrase: p.Passphrase})
+		return err
+	}
+	return nil
 }
 
 func (s *Store) planKey(ctx context.Context, src string, k keyring.PrivateKey, bundles []*keyring.Bundle) plan {

@@ -3,6 +3,8 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -478,5 +480,32 @@ func TestMasterKeyLoading(t *testing.T) {
 	t.Setenv(store.MasterKeyEnv, "short")
 	if _, err := store.LoadMasterKey(""); err == nil {
 		t.Errorf("short key accepted")
+	}
+}
+
+func TestRenewedCertificateGetsStoredKey(t *testing.T) {
+	fx := storetest.Fx(t)
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(t, testKey(t, 1))
+	if rep, err := s.Import(ctx, in(t, fx, "chain.pem", "alice.key"), store.ImportOptions{}); err != nil || rep.Failed() {
+		t.Fatal(err, mustJSON(rep))
+	}
+	// The CA re-issues Alice's certificate for the same key.
+	tpl := storetest.CertTemplate(2001, "alice@example.com")
+	der, err := x509.CreateCertificate(rand.Reader, tpl, fx.CA, fx.Alice.PublicKey, fx.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := s.Import(ctx, []store.Input{{Name: "renewed.der", Data: der}}, store.ImportOptions{}); err != nil || rep.Failed() {
+		t.Fatal(err, mustJSON(rep))
+	}
+	ks, err := s.SMIMEKeys(ctx)
+	if err != nil || len(ks) != 2 {
+		t.Fatalf("keys: %v %d, want the renewed certificate to have the stored key", err, len(ks))
+	}
+	l, err := s.List(ctx, store.Filter{Email: "alice@example.com", HasPrivateKey: true})
+	if err != nil || len(l.Certs) != 2 {
+		t.Fatalf("list with key: %v %+v", err, l)
 	}
 }
