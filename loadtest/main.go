@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,9 +52,11 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON     bool
 		noProgress bool
 		verbose    bool
+		cpuProfile string
 	)
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL of running workers; empty starts an embedded server with --workers in-process workers")
 	fs.IntVar(&cfg.Workers, "workers", 2, "in-process workers sharing the consumers (embedded only)")
+	fs.StringVar(&cfg.Storage, "storage", "file", "storage of the embedded server's streams: file (as `worker run`) or memory")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "articles at once per worker (default GOMAXPROCS)")
 	fs.IntVar(&cfg.Articles, "articles", 1000, "articles to publish")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "articles per second; 0 = as fast as possible")
@@ -70,6 +73,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress display on stderr")
 	fs.BoolVar(&verbose, "v", false, "log the workers' warnings to stderr")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -98,6 +102,19 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return 3
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return 3
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := run(ctx, cfg)
 	if err != nil {

@@ -62,6 +62,9 @@ type Config struct {
 	// Scale runs the same articles with each number of workers
 	// (embedded only) instead of once with Workers.
 	Scale []int
+	// Storage of the embedded server's streams: "file" (what `worker
+	// run` creates) or "memory".
+	Storage string
 	// Timeout is how long to wait without any result before giving up.
 	Timeout time.Duration
 
@@ -247,6 +250,35 @@ func (c *cluster) close() {
 	}
 }
 
+// setupStreams creates the pipeline's streams, consumers and bucket, in
+// memory when asked: on a small VM the embedded server's file store
+// (rewriting message blocks as the work queue is acknowledged) costs more
+// than the workers, and a cluster keeps its streams on its own machines.
+func setupStreams(ctx context.Context, js jetstream.JetStream, pcfg pipeline.Config, storage string) error {
+	if storage != "memory" {
+		return pipeline.Setup(ctx, js, pcfg)
+	}
+	for _, sc := range pcfg.StreamConfigs() {
+		sc.Storage = jetstream.MemoryStorage
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, dir := range []article.Direction{article.Inbound, article.Outbound} {
+		cc := pcfg.ConsumerConfig(dir)
+		cc.MemoryStorage = true
+		if _, err := js.CreateOrUpdateConsumer(ctx, pcfg.InputStream, cc); err != nil {
+			return fmt.Errorf("consumer %s: %w", cc.Durable, err)
+		}
+	}
+	oc := pcfg.ObjectStoreConfig()
+	oc.Storage = jetstream.MemoryStorage
+	if _, err := js.CreateOrUpdateObjectStore(ctx, oc); err != nil {
+		return fmt.Errorf("object store: %w", err)
+	}
+	return nil
+}
+
 // startEmbedded starts a server, imports the world's keys into the store
 // and starts n workers, each with its own connection, cache and pipeline,
 // sharing the durable consumers — what n worker pods do.
@@ -281,7 +313,7 @@ func startEmbedded(ctx context.Context, cfg Config, w *mailgen.World, pcfg pipel
 	if err != nil {
 		return nil, err
 	}
-	if err := pipeline.Setup(ctx, js, pcfg); err != nil {
+	if err := setupStreams(ctx, js, pcfg, cfg.Storage); err != nil {
 		return nil, err
 	}
 	st, err := store.Open(ctx, nc, store.Config{MasterKey: mk, Logger: cfg.Log})
@@ -388,7 +420,8 @@ type tracker struct {
 }
 
 func measure(ctx context.Context, cfg Config, w *mailgen.World, set *articleSet, workers int) (*Measurement, error) {
-	pcfg := pipeline.Config{ManageStreams: true, Concurrency: cfg.Concurrency, Version: "loadtest"}.Defaults()
+	// The streams are set up by startEmbedded (or exist on the cluster).
+	pcfg := pipeline.Config{Concurrency: cfg.Concurrency, Version: "loadtest"}.Defaults()
 	url := cfg.NATS
 	if url == "" {
 		c, err := startEmbedded(ctx, cfg, w, pcfg, workers)
@@ -432,10 +465,10 @@ func measure(ctx context.Context, cfg Config, w *mailgen.World, set *articleSet,
 	if err != nil {
 		return nil, fmt.Errorf("result consumer: %w", err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	onResult := func(data []byte) {
 		now := time.Now()
 		var r resultHead
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+		if err := json.Unmarshal(data, &r); err != nil {
 			return
 		}
 		i := index(r.ArticleID)
@@ -477,7 +510,8 @@ func measure(ctx context.Context, cfg Config, w *mailgen.World, set *articleSet,
 		case <-tr.slots:
 		default:
 		}
-	}, jetstream.PullMaxMessages(512))
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) { onResult(msg.Data()) }, jetstream.PullMaxMessages(512))
 	if err != nil {
 		return nil, fmt.Errorf("result consumer: %w", err)
 	}
