@@ -8,6 +8,20 @@
 // (crashed worker, lost ack) publish no second result. Transient failures
 // are nak'ed with a backoff; permanent ones give an error result, a dead
 // letter and Term. Nothing is acknowledged before its result is stored.
+//
+// JetStream layout (defaults; see Config for the reasons behind each):
+//
+//	stream SECMAIL_ARTICLES  article.inbound, article.outbound   work queue, file
+//	stream SECMAIL_RESULTS   article.inbound.result, ...outbound.result   limits, 7 days, dedup window
+//	stream SECMAIL_DEAD      article.dead.inbound, article.dead.outbound  limits, 30 days
+//	consumers secmail-inbound, secmail-outbound   durable pull, explicit ack,
+//	          ack wait 30s (+InProgress), max deliver 5, max ack pending 1024
+//	object store secmail_raw   claim checks for mail over the max payload
+//
+// The result's identity is the exact input payload: publishing the same
+// bytes again within the duplicate window yields no new result. To force
+// reprocessing sooner, change the payload (unknown fields are ignored,
+// e.g. add "reprocess": "<timestamp>").
 package pipeline
 
 import (
@@ -430,9 +444,23 @@ func (p *Pipeline) process(ctx context.Context, dir article.Direction, payload [
 // decode parses and checks the input. A non-nil request is returned as far
 // as it could be parsed, so error results carry the ids.
 func (p *Pipeline) decode(ctx context.Context, payload []byte) (*article.Request, error) {
+	a, req, err := parse(payload)
+	if err != nil {
+		return req, err
+	}
+	raw, err := p.loadRaw(ctx, a)
+	if err != nil {
+		return req, err
+	}
+	req.Raw = raw
+	return req, nil
+}
+
+// parse decodes and checks the envelope, without the raw message.
+func parse(payload []byte) (*Article, *article.Request, error) {
 	var a Article
 	if err := json.Unmarshal(payload, &a); err != nil {
-		return nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+		return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
 	}
 	req := &article.Request{Options: a.Options}
 	if validID(a.ArticleID) {
@@ -443,28 +471,23 @@ func (p *Pipeline) decode(ctx context.Context, payload []byte) (*article.Request
 	}
 	switch {
 	case a.Schema != SchemaArticleV1:
-		return req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
+		return &a, req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
 	case a.ArticleID == "":
-		return req, permanent(CodeInvalidRequest, "article_id is missing")
+		return &a, req, permanent(CodeInvalidRequest, "article_id is missing")
 	case req.ArticleID == "":
-		return req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", maxIDLen)
 	case a.TicketID != "" && req.TicketID == "":
-		return req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", maxIDLen)
 	case len(a.Group) > maxIDLen:
-		return req, permanent(CodeInvalidRequest, "group is longer than %d bytes", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "group is longer than %d bytes", maxIDLen)
 	case (a.Raw == nil) == (a.RawRef == nil):
-		return req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
+		return &a, req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
 	}
 	if t := a.Options.Type; t != nil && *t != string(result.SMIME) && *t != string(result.PGP) {
-		return req, permanent(CodeInvalidRequest, "options.type %q is not %q or %q", truncate(*t, 32), result.SMIME, result.PGP)
+		return &a, req, permanent(CodeInvalidRequest, "options.type %q is not %q or %q", truncate(*t, 32), result.SMIME, result.PGP)
 	}
 	req.Group = a.Group
-	raw, err := p.loadRaw(ctx, &a)
-	if err != nil {
-		return req, err
-	}
-	req.Raw = raw
-	return req, nil
+	return &a, req, nil
 }
 
 func (p *Pipeline) loadRaw(ctx context.Context, a *Article) ([]byte, error) {
