@@ -38,6 +38,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -642,7 +643,7 @@ func collectFailed(ctx context.Context, js jetstream.JetStream, pcfg pipeline.Co
 					break read
 				}
 			}
-			if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			if err := batch.Error(); err != nil && !isTimeout(err) {
 				return nil, fmt.Errorf("reprocess: reading results: %w", err)
 			}
 			if n == 0 {
@@ -691,4 +692,9 @@ func isOriginal(res *pipeline.Result, why string) bool {
 		return enc.Status == result.StatusNone
 	}
 	return false
+}
+
+// isTimeout reports whether a fetch ended because nothing (more) came.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout)
 }

@@ -473,4 +473,11 @@ func TestOnlyFailedWith(t *testing.T) {
 			t.Errorf("%s after the import: %+v", id, r.Security)
 		}
 	}
+
+	// A reason nothing failed with selects nothing.
+	cfg = e.config(t.TempDir())
+	cfg.OnlyFailedWith = "unsupported-algorithm"
+	if sum, err = Run(context.Background(), e.js, cfg); err != nil || sum.Total != 0 || sum.Published != 0 {
+		t.Errorf("nothing to re-run: %+v, %v", sum, err)
+	}
 }
