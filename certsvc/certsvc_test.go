@@ -252,3 +252,34 @@ func TestRotateMasterKeyCommand(t *testing.T) {
 		t.Fatalf("keys under the new master key: %v %d", err, len(ks))
 	}
 }
+
+func TestListIsPaged(t *testing.T) {
+	h := start(t)
+	const n = 2*certsvc.ListPage + 17
+	certs, err := storetest.BulkCerts(h.fx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]store.Input, n)
+	for i, c := range certs {
+		in[i] = store.Input{Name: "bulk", Data: c.Raw}
+	}
+	if rep, err := h.st.Import(context.Background(), in, store.ImportOptions{}); err != nil || rep.Failed() {
+		t.Fatal(err)
+	}
+	code, out, errOut := h.admin("list", "--json")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ci store.CertInfo
+		if err := json.Unmarshal([]byte(l), &ci); err != nil {
+			t.Fatal(err)
+		}
+		seen[ci.Fingerprint] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("list returned %d distinct certificates, want %d", len(seen), n)
+	}
+}

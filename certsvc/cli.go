@@ -210,8 +210,17 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) error {
 		} else if len(pos) > 0 {
 			return &usageError{"list takes no arguments"}
 		}
-		var l store.Listing
-		if err := c.call(ctx, "list", r, &l); err != nil {
+		l := store.Listing{Certs: []store.CertInfo{}, PGP: []store.PGPInfo{}}
+		err := c.stream(ctx, "list", r, func(data []byte) error {
+			var page store.Listing
+			if err := json.Unmarshal(data, &page); err != nil {
+				return err
+			}
+			l.Certs = append(l.Certs, page.Certs...)
+			l.PGP = append(l.PGP, page.PGP...)
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 		return c.printList(&l)
@@ -503,6 +512,12 @@ func redactURL(u string) string {
 
 // call makes one request to the service and decodes the JSON answer.
 func (c *cli) call(ctx context.Context, op string, req, resp any) error {
+	return c.stream(ctx, op, req, func(data []byte) error { return json.Unmarshal(data, resp) })
+}
+
+// stream makes one request and hands each reply message to each, until a
+// message without the MoreHeader (list answers come in pages).
+func (c *cli) stream(ctx context.Context, op string, req any, each func([]byte) error) error {
 	nc, err := c.connect()
 	if err != nil {
 		return err
@@ -510,13 +525,13 @@ func (c *cli) call(ctx context.Context, op string, req, resp any) error {
 	defer nc.Close()
 	// Permission violations arrive asynchronously; report them instead of
 	// a bare time-out.
-	perm := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrPermissionViolation) {
-			select {
-			case perm <- err:
-			default:
-			}
+			stop(fmt.Errorf("not allowed: %w", err))
 		}
 	})
 	data, err := json.Marshal(req)
@@ -526,41 +541,39 @@ func (c *cli) call(ctx context.Context, op string, req, resp any) error {
 	if max := nc.MaxPayload(); max > 0 && int64(len(data)) > max-1024 {
 		return fmt.Errorf("the request is %d bytes, more than the server's max_payload of %d: import fewer or smaller files at a time, or raise max_payload", len(data), max)
 	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
 	msg := nats.NewMsg(SubjectPrefix + "." + op)
 	msg.Data = data
+	msg.Reply = inbox
 	msg.Header.Set(IdentityHeader, c.who())
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	type answer struct {
-		m   *nats.Msg
-		err error
+	if err := nc.PublishMsg(msg); err != nil {
+		return err
 	}
-	ch := make(chan answer, 1)
-	go func() {
-		m, err := nc.RequestMsgWithContext(ctx, msg)
-		ch <- answer{m, err}
-	}()
-	var a answer
-	select {
-	case err := <-perm:
-		return fmt.Errorf("not allowed: %w", err)
-	case a = <-ch:
-	}
-	if a.err != nil {
-		select {
-		case err := <-perm:
-			return fmt.Errorf("not allowed: %w", err)
-		default:
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return fmt.Errorf("no answer from %s: %w", ServiceName, err)
 		}
-		if errors.Is(a.err, nats.ErrNoResponders) {
-			return fmt.Errorf("no %s service is running (or you may not call it): %w", ServiceName, a.err)
+		if m.Header.Get("Status") == "503" {
+			return fmt.Errorf("no %s service is running (or you may not call it): %w", ServiceName, nats.ErrNoResponders)
 		}
-		return a.err
+		if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
+			return fmt.Errorf("%s (%s)", m.Header.Get(micro.ErrorHeader), code)
+		}
+		if err := each(m.Data); err != nil {
+			return err
+		}
+		if m.Header.Get(MoreHeader) == "" {
+			return nil
+		}
 	}
-	if code := a.m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return fmt.Errorf("%s (%s)", a.m.Header.Get(micro.ErrorHeader), code)
-	}
-	return json.Unmarshal(a.m.Data, resp)
 }
 
 func (c *cli) printReport(rep *store.Report) error {

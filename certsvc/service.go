@@ -31,6 +31,13 @@ const (
 	SubjectPrefix  = "secmail.certs"
 	// IdentityHeader carries the caller's declared identity for audit.
 	IdentityHeader = "Secmail-Identity"
+	// MoreHeader marks a list answer page that is followed by more pages
+	// on the same reply subject; the last page lacks it. A plain request
+	// (e.g. `nats req`) therefore sees the first ListPage entries.
+	MoreHeader = "Secmail-More"
+	// ListPage is the number of entries per list answer message, keeping
+	// each well below the default 1 MiB max_payload.
+	ListPage = 500
 	// MaxFileSize bounds one uploaded file (the NATS max_payload, 1 MiB by
 	// default, usually bounds the whole request first).
 	MaxFileSize = 8 << 20
@@ -130,9 +137,11 @@ func Start(ctx context.Context, nc *nats.Conn, st *store.Store, logger *slog.Log
 	}
 	for _, ep := range eps {
 		fn := ep.fn
-		err := g.AddEndpoint(ep.name, micro.ContextHandler(ctx, func(ctx context.Context, req micro.Request) {
-			h.serve(ctx, req, fn)
-		}), micro.WithEndpointSubject(ep.subject))
+		hf := func(ctx context.Context, req micro.Request) { h.serve(ctx, req, fn) }
+		if ep.name == "list" {
+			hf = h.listPaged
+		}
+		err := g.AddEndpoint(ep.name, micro.ContextHandler(ctx, hf), micro.WithEndpointSubject(ep.subject))
 		if err != nil {
 			_ = svc.Stop()
 			return nil, err
@@ -222,6 +231,33 @@ func (h *handler) list(ctx context.Context, data []byte) (any, error) {
 		return nil, &badRequest{err.Error()}
 	}
 	return l, err
+}
+
+// listPaged answers a list request in pages of ListPage entries.
+func (h *handler) listPaged(ctx context.Context, req micro.Request) {
+	h.serve(ctx, req, func(ctx context.Context, data []byte) (any, error) {
+		v, err := h.list(ctx, data)
+		if err != nil {
+			return nil, err
+		}
+		l := v.(*store.Listing)
+		// Send all but the last page here; serve sends the last.
+		for len(l.Certs)+len(l.PGP) > ListPage {
+			page := &store.Listing{Certs: []store.CertInfo{}, PGP: []store.PGPInfo{}}
+			nc := min(ListPage, len(l.Certs))
+			page.Certs, l.Certs = l.Certs[:nc], l.Certs[nc:]
+			np := min(ListPage-nc, len(l.PGP))
+			page.PGP, l.PGP = l.PGP[:np], l.PGP[np:]
+			b, err := json.Marshal(page)
+			if err != nil {
+				return nil, err
+			}
+			if err := req.Respond(b, micro.WithHeaders(micro.Headers{MoreHeader: {"true"}})); err != nil {
+				return nil, err
+			}
+		}
+		return l, nil
+	})
 }
 
 func (h *handler) show(ctx context.Context, data []byte) (any, error) {
