@@ -3,7 +3,9 @@
 package pkcs11_test
 
 import (
+	"bytes"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -101,6 +103,63 @@ func mod(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestGenerate creates keys on the token: they work through the same
+// interfaces, their secrets are unreadable, and they are found again by
+// label and by public key.
+func TestGenerate(t *testing.T) {
+	tok := openToken(t)
+	rk, err := tok.GenerateRSA("gen-rsa", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, err := tok.GenerateEC("gen-ec", elliptic.P384())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.GenerateRSA("weak", 1024); err == nil {
+		t.Fatal("1024-bit RSA generated")
+	}
+	d := sha256.Sum256([]byte("generated"))
+	sig, err := rk.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil || rsa.VerifyPKCS1v15(rk.Public().(*rsa.PublicKey), crypto.SHA256, d[:], sig) != nil {
+		t.Fatalf("RSA sign: %v", err)
+	}
+	ct, _ := rsa.EncryptOAEP(sha256.New(), rand.Reader, rk.Public().(*rsa.PublicKey), []byte("cek"), nil)
+	if pt, err := rk.(crypto.Decrypter).Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: crypto.SHA256}); err != nil || string(pt) != "cek" {
+		t.Fatalf("RSA OAEP: %q %v", pt, err)
+	}
+	sig, err = ek.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil || !ecdsa.VerifyASN1(ek.Public().(*ecdsa.PublicKey), d[:], sig) {
+		t.Fatalf("ECDSA: %v", err)
+	}
+	peer, _ := ecdh.P384().GenerateKey(rand.Reader)
+	pub, _ := ek.Public().(*ecdsa.PublicKey).ECDH()
+	want, _ := peer.ECDH(pub)
+	if got, err := ek.(keys.KeyAgreer).ECDH(peer.PublicKey()); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ECDH: %v", err)
+	}
+	for _, c := range []struct {
+		k      keys.PrivateKey
+		label  string
+		secret uint
+	}{{rk, "gen-rsa", p11.CKA_PRIVATE_EXPONENT}, {ek, "gen-ec", p11.CKA_VALUE}} {
+		if _, err := tok.Attribute(c.k, c.secret); !errors.Is(err, p11.Error(p11.CKR_ATTRIBUTE_SENSITIVE)) {
+			t.Errorf("%s: secret readable: %v", c.label, err)
+		}
+		if v, err := tok.Attribute(c.k, p11.CKA_NEVER_EXTRACTABLE); err != nil || len(v) != 1 || v[0] != 1 {
+			t.Errorf("%s: CKA_NEVER_EXTRACTABLE = %x, %v", c.label, v, err)
+		}
+		byLabel, err := tok.Key(c.label)
+		if err != nil || !byLabel.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(c.k.Public()) {
+			t.Errorf("%s by label: %v", c.label, err)
+		}
+		byPub, err := tok.KeyFor(c.k.Public())
+		if err != nil || !byPub.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(c.k.Public()) {
+			t.Errorf("%s by public key: %v", c.label, err)
+		}
+	}
 }
 
 func TestWrongPIN(t *testing.T) {
