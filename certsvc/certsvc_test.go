@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
 
 	"github.com/secmail/secmail/certsvc"
 	"github.com/secmail/secmail/store"
@@ -281,5 +283,52 @@ func TestListIsPaged(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Fatalf("list returned %d distinct certificates, want %d", len(seen), n)
+	}
+}
+
+func TestNkeyAuthentication(t *testing.T) {
+	fx := storetest.Fx(t)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	dir := t.TempDir()
+	seedFile := filepath.Join(dir, "admin.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	cfg := fmt.Sprintf(`authorization {
+  users = [
+    {user: worker, password: w}
+    {nkey: %s, permissions: {publish: ["secmail.certs.>"], subscribe: ["_INBOX.>"]}}
+  ]
+}
+`, pub)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := storetest.StartNATS(t, conf)
+	worker := n.Connect(nats.UserInfo("worker", "w"))
+	st, err := store.Open(context.Background(), worker, store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := certsvc.Start(context.Background(), worker, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	var out, errb bytes.Buffer
+	code := certsvc.RunCLI(context.Background(), []string{"import", "--nats", n.URL, "--nkey", seedFile, fx.Files["ca.pem"]}, nil, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "added") {
+		t.Fatalf("import with nkey: %d %s %s", code, out.String(), errb.String())
+	}
+	// Without credentials the server refuses the connection.
+	code = certsvc.RunCLI(context.Background(), []string{"list", "--nats", n.URL}, nil, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "uthorization") {
+		t.Fatalf("no credentials: %d %s", code, errb.String())
 	}
 }
