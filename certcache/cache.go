@@ -65,6 +65,9 @@ type Options struct {
 	KVTimeout time.Duration
 	Metrics   Metrics
 	Logger    *slog.Logger
+	// LoadKey, when set, hands every unsealed private key to a key backend
+	// once (keybackend.Backend.Load), before it is cached in process.
+	LoadKey func(keys.PrivateKey) (keys.PrivateKey, error)
 }
 
 // Stats are cumulative counters.
@@ -563,6 +566,16 @@ func (c *Cache) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("certcache: private keys: %w", err)
+	}
+	if c.opts.LoadKey != nil {
+		for i := range ks {
+			if ks[i].Key == nil {
+				continue
+			}
+			if ks[i].Key, err = c.opts.LoadKey(ks[i].Key); err != nil {
+				return nil, fmt.Errorf("certcache: loading a private key into the key backend: %w", err)
+			}
+		}
 	}
 	c.mu.Lock()
 	if c.epoch.Load() == epoch {

@@ -329,3 +329,11 @@ func FP(c *x509.Certificate) string {
 	s := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(s[:])
 }
+
+// RemoveFixtures deletes the generated fixture directory; call it from
+// TestMain after m.Run.
+func RemoveFixtures() {
+	if fix != nil {
+		_ = os.RemoveAll(fix.Dir)
+	}
+}
