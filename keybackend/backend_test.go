@@ -155,6 +155,24 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestCloseKey frees each backend's key; operations on a freed OpenSSL
+// key fail instead of touching freed memory, other keys are unaffected.
+func TestCloseKey(t *testing.T) {
+	d := sha256.Sum256([]byte("x"))
+	for _, b := range fx.backends {
+		t.Run(b.Name(), func(t *testing.T) {
+			k := load(t, b, fx.p256)
+			if err := keybackend.CloseKey(k); err != nil {
+				t.Fatal(err)
+			}
+			_, err := k.Sign(rand.Reader, d[:], crypto.SHA256)
+			if (b.Name() == "openssl") != (err != nil) {
+				t.Fatalf("sign after CloseKey: %v", err)
+			}
+		})
+	}
+}
+
 // TestRSADecrypt checks every backend decrypts exactly as crypto/rsa does,
 // including implicit rejection of bad PKCS#1 v1.5 blocks.
 func TestRSADecrypt(t *testing.T) {

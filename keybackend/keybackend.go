@@ -77,3 +77,13 @@ func (goBackend) Load(k keys.PrivateKey) (keys.PrivateKey, error) {
 }
 
 func (goBackend) Close() error { return nil }
+
+// CloseKey releases what a backend holds for one loaded key (the OpenSSL
+// EVP_PKEY); call it when the key store evicts the key. Keys without
+// resources (Go's, PKCS#11 handles) are left alone.
+func CloseKey(k keys.PrivateKey) error {
+	if c, ok := k.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
