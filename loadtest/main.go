@@ -140,18 +140,18 @@ func printReport(w io.Writer, rep *Report) {
 		rep.Machine.GoVersion, map[bool]string{true: "embedded", false: "external"}[rep.Embedded], rep.KeyType)
 	fmt.Fprintf(w, "articles: %d  mix: %s\n                sizes: %s\n\n", rep.Articles, counts(rep.Mix), counts(rep.Sizes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workers\tarticles/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tCPU ms/article\tpeak heap MiB\tpeak RSS MiB\tresults\tlost\tdup\twrong\t")
+	fmt.Fprintln(tw, "workers\tarticles/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tCPU ms/article\theap before MiB\tpeak heap MiB\tpeak RSS MiB\tresults\tlost\tdup\twrong\t")
 	for _, m := range rep.Runs {
 		workers := strconv.Itoa(m.Workers)
 		if m.Workers == 0 {
 			workers = "external"
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t\n", workers, m.Throughput,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t\n", workers, m.Throughput,
 			m.LatencyMS.P50, m.LatencyMS.P90, m.LatencyMS.P99, m.LatencyMS.Max, m.CPUSecondsPerArt*1000,
-			float64(m.PeakHeapBytes)/(1<<20), float64(m.PeakRSSBytes)/(1<<20), m.Results, m.Lost, m.Duplicated, m.Wrong)
+			float64(m.HeapBeforeBytes)/(1<<20), float64(m.PeakHeapBytes)/(1<<20), float64(m.PeakRSSBytes)/(1<<20), m.Results, m.Lost, m.Duplicated, m.Wrong)
 	}
 	if b := rep.Baseline; b != nil {
-		fmt.Fprintf(tw, "baseline\t%.1f\t\t\t\t\t%.2f\t\t\t%d\t\t\t%d\t\n", b.Throughput, b.CPUSecondsPerArt*1000, b.Articles, b.Unexpected)
+		fmt.Fprintf(tw, "baseline\t%.1f\t\t\t\t\t%.2f\t\t\t\t%d\t\t\t%d\t\n", b.Throughput, b.CPUSecondsPerArt*1000, b.Articles, b.Unexpected)
 	}
 	tw.Flush()
 	if !rep.Embedded {

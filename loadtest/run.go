@@ -83,6 +83,7 @@ type Measurement struct {
 	CPUSecondsPerArt  float64            `json:"cpu_seconds_per_article"`
 	CPUSeconds        float64            `json:"cpu_seconds"`
 	PeakHeapBytes     uint64             `json:"peak_heap_bytes"`
+	HeapBeforeBytes   uint64             `json:"heap_before_bytes"` // the generated articles, held by the load test
 	PeakRSSBytes      uint64             `json:"peak_rss_bytes"`
 	Results           int                `json:"results"`
 	Lost              int                `json:"lost"`
@@ -528,6 +529,9 @@ func measure(ctx context.Context, cfg Config, w *mailgen.World, set *articleSet,
 	})
 	defer stopProgress()
 
+	var ms0 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
 	peak := startPeakHeap()
 	ru0 := rusage(syscall.RUSAGE_SELF)
 	start := time.Now()
@@ -620,7 +624,7 @@ publish:
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	m := &Measurement{Workers: workers, Articles: n, Results: tr.results, Wrong: tr.wrong, WrongExamples: tr.examples,
-		Outcomes: tr.outcomes, PeakHeapBytes: peak(), PeakRSSBytes: vmHWM(), PerKindLatencyP50: map[string]float64{}}
+		Outcomes: tr.outcomes, PeakHeapBytes: peak(), HeapBeforeBytes: ms0.HeapInuse, PeakRSSBytes: vmHWM(), PerKindLatencyP50: map[string]float64{}}
 	if cfg.NATS != "" {
 		m.Workers = 0 // unknown: external workers
 	}
