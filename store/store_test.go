@@ -101,6 +101,7 @@ func TestImportFormats(t *testing.T) {
 		{"RSA key with certificate", []string{"alice.pem", "alice.key"}, nil, []want{{"cert", "added", ""}, {"key", "added", ""}}},
 		{"encrypted PKCS#8", []string{"alice.pem", "alice.enc.key"}, []string{"wrong", storetest.Passphrase}, []want{{"cert", "added", ""}, {"key", "added", ""}}},
 		{"EC key with certificate", []string{"bob.key", "bob.pem"}, nil, []want{{"cert", "added", ""}, {"key", "added", ""}}},
+		{"legacy encrypted PEM", []string{"bob.pem", "bob.legacy.key"}, []string{storetest.Passphrase}, []want{{"cert", "added", ""}, {"key", "added", ""}}},
 		{"PKCS#12", []string{"bob.p12"}, []string{storetest.Passphrase}, []want{{"cert", "added", ""}, {"ca", "added", ""}, {"key", "added", ""}}},
 		{"expired certificate", []string{"expired.pem"}, nil, []want{{"cert", "added", ""}}},
 		{"CRL", []string{"ca.crl"}, nil, []want{{"crl", "added", ""}}},

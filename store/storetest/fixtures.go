@@ -34,7 +34,7 @@ type Fixtures struct {
 	// alice.enc.key (PKCS#8, AES-256), bob.pem, bob.key, bob.p12,
 	// bundle.p7b (PEM PKCS#7 with alice and CA), bundle.p7b.der,
 	// chain.pem (alice + CA), expired.pem, ca.crl (revokes serial 666),
-	// other.key (no certificate), carol.pub.asc, carol.sec.asc,
+	// other.key (no certificate), bob.legacy.key (legacy encrypted PEM), carol.pub.asc, carol.sec.asc,
 	// alias.pub.asc (UID <*@alias.example>).
 	Files map[string]string
 	// CarolFingerprint is the OpenPGP fingerprint (lower-case hex).
@@ -127,13 +127,14 @@ subjectAltName=email:copy
 		{"crl2pkcs7", "-nocrl", "-certfile", "alice.pem", "-certfile", "ca.pem", "-out", "bundle.p7b"},
 		{"crl2pkcs7", "-nocrl", "-certfile", "alice.pem", "-certfile", "ca.pem", "-outform", "DER", "-out", "bundle.p7b.der"},
 		{"genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "other.key"},
+		{"ec", "-in", "bob.key", "-aes256", "-passout", "pass:" + Passphrase, "-out", "bob.legacy.key"},
 	}
 	for _, s := range steps {
 		if err := ossl(s...); err != nil {
 			return nil, err
 		}
 	}
-	for _, n := range []string{"ca.pem", "alice.pem", "alice.der", "alice.key", "alice.enc.key", "bob.pem", "bob.key", "bob.p12", "bundle.p7b", "bundle.p7b.der", "other.key"} {
+	for _, n := range []string{"ca.pem", "alice.pem", "alice.der", "alice.key", "alice.enc.key", "bob.pem", "bob.key", "bob.p12", "bundle.p7b", "bundle.p7b.der", "other.key", "bob.legacy.key"} {
 		f.Files[n] = filepath.Join(dir, n)
 	}
 	if f.CA, err = readCert(filepath.Join(dir, "ca.pem")); err != nil {
