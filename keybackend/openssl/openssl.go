@@ -198,6 +198,7 @@ func Load(k keys.PrivateKey) (keys.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keybackend/openssl: %w", err)
 		}
+		defer clear(der) // no stray copy of the key bytes
 		return LoadPKCS8(der)
 	case *ecdsa.PublicKey:
 		// keys.Wrap's EC key hides its *ecdsa.PrivateKey but promotes its
@@ -214,10 +215,12 @@ func Load(k keys.PrivateKey) (keys.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keybackend/openssl: EC key: %w", err)
 		}
+		clear(raw)
 		der, err := x509.MarshalPKCS8PrivateKey(ek)
 		if err != nil {
 			return nil, fmt.Errorf("keybackend/openssl: %w", err)
 		}
+		defer clear(der)
 		return LoadPKCS8(der)
 	case ed25519.PublicKey:
 		return k, nil

@@ -12,6 +12,7 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -360,6 +361,7 @@ func (t *Token) Load(k keys.PrivateKey) (keys.PrivateKey, error) {
 // software key afterwards.
 func (t *Token) Import(label string, k keys.PrivateKey) (keys.PrivateKey, error) {
 	var privT, pubT []*p11.Attribute
+	var keyID []byte
 	common := func(class uint, kt uint, id []byte) []*p11.Attribute {
 		return []*p11.Attribute{
 			p11.NewAttribute(p11.CKA_CLASS, class),
@@ -382,6 +384,7 @@ func (t *Token) Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)
 		}
 		key.Precompute()
 		id := sha1.Sum(x509.MarshalPKCS1PublicKey(&key.PublicKey))
+		keyID = id[:]
 		n, e := key.N.Bytes(), big.NewInt(int64(key.E)).Bytes()
 		privT = append(common(p11.CKO_PRIVATE_KEY, p11.CKK_RSA, id[:]), secret...)
 		privT = append(privT,
@@ -420,6 +423,7 @@ func (t *Token) Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)
 			return nil, err
 		}
 		id := sha1.Sum(pt)
+		keyID = id[:]
 		privT = append(common(p11.CKO_PRIVATE_KEY, p11.CKK_EC, id[:]), secret...)
 		privT = append(privT,
 			p11.NewAttribute(p11.CKA_DERIVE, true),
@@ -432,12 +436,18 @@ func (t *Token) Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)
 			p11.NewAttribute(p11.CKA_EC_POINT, pt),
 		)
 	}
+	// The template holds the key material: wipe it once the token has it.
+	defer func() {
+		for _, a := range privT {
+			clear(a.Value)
+		}
+	}()
 	var out keys.PrivateKey
 	err := t.session(func(s p11.SessionHandle) error {
 		// Importing the same key twice returns the key already there.
 		existing, err := t.findOne(s, []*p11.Attribute{
 			p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
-			p11.NewAttribute(p11.CKA_ID, privT[4].Value),
+			p11.NewAttribute(p11.CKA_ID, keyID),
 		})
 		if err == nil {
 			out, err = t.keyFromHandle(s, existing)
@@ -532,13 +542,15 @@ func ecPointDER(p *ecdsa.PublicKey) ([]byte, error) {
 	return asn1.Marshal(raw)
 }
 
+// bytesToUint decodes a CK_ULONG attribute (host byte order).
 func bytesToUint(b []byte) uint {
-	// CK_ULONG in host byte order (little-endian on the platforms we build).
-	var v uint
-	for i := len(b) - 1; i >= 0; i-- {
-		v = v<<8 | uint(b[i])
+	switch len(b) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(b))
+	case 4:
+		return uint(binary.NativeEndian.Uint32(b))
 	}
-	return v
+	return ^uint(0) // matches no key type
 }
 
 // RSAKey is an RSA private key on a token. It implements crypto.Signer and
