@@ -32,7 +32,7 @@ func Handler(m *Metrics, ready ReadyFunc) http.Handler {
 		if ready != nil {
 			checks = ready(ctx)
 		}
-		body := readyBody{Status: "ready", Version: m.version, Instance: m.instance, Checks: map[string]string{}}
+		body := readyBody{Status: "ready", Version: m.version, Instance: m.instance, KeyBackend: m.keyBackend, Checks: map[string]string{}}
 		names := make([]string, 0, len(checks))
 		for name := range checks {
 			names = append(names, name)
@@ -56,10 +56,12 @@ func Handler(m *Metrics, ready ReadyFunc) http.Handler {
 }
 
 type readyBody struct {
-	Status   string            `json:"status"` // "ready" | "not ready"
-	Version  string            `json:"version"`
-	Instance string            `json:"instance"`
-	Checks   map[string]string `json:"checks"` // name -> "ok" or the error
+	Status   string `json:"status"` // "ready" | "not ready"
+	Version  string `json:"version"`
+	Instance string `json:"instance"`
+	// KeyBackend is where private-key operations run (go, openssl, pkcs11).
+	KeyBackend string            `json:"key_backend"`
+	Checks     map[string]string `json:"checks"` // name -> "ok" or the error
 }
 
 // Serve listens on addr and serves Handler until ctx is cancelled, then
