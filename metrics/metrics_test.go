@@ -86,7 +86,7 @@ func TestServe(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &rb); err != nil {
 		t.Fatal(err)
 	}
-	if rb.Checks["store"] != "store unreachable" || rb.Checks["nats"] != "ok" || rb.Status != "not ready" || rb.Instance != "worker-a" {
+	if rb.Checks["store"] != "store unreachable" || rb.Checks["nats"] != "ok" || rb.Status != "not ready" || rb.Instance != "worker-a" || rb.KeyBackend != "openssl" {
 		t.Errorf("/readyz body %s", body)
 	}
 	storeUp.Store(true)
