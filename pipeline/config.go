@@ -58,7 +58,7 @@ type Config struct {
 	// Concurrency.
 	Prefetch int
 	// MaxAckPending bounds unacknowledged messages per consumer across
-	// all replicas. It must exceed replicas×(Concurrency+Prefetch), or
+	// all replicas. It must exceed replicas×(Concurrency+2×Prefetch), or
 	// replicas sit idle; it also bounds how many articles wait AckWait
 	// when a replica dies. Default 1024.
 	MaxAckPending int
