@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		noProgress bool
 		verbose    bool
 		cpuProfile string
+		traceFile  string
 	)
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL of running workers; empty starts an embedded server with --workers in-process workers")
 	fs.IntVar(&cfg.Workers, "workers", 2, "in-process workers sharing the consumers (embedded only)")
@@ -74,6 +76,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress display on stderr")
 	fs.BoolVar(&verbose, "v", false, "log the workers' warnings to stderr")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&traceFile, "trace", "", "write an execution trace of the whole run to this file (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -115,6 +118,19 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 3
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if traceFile != "" {
+		f, err := os.Create(traceFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return 3
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(stderr, "loadtest:", err)
+			return 3
+		}
+		defer trace.Stop()
 	}
 	rep, err := run(ctx, cfg)
 	if err != nil {
