@@ -21,12 +21,6 @@ import (
 	"github.com/secmail/secmail/keys"
 )
 
-// importer is implemented by the pkcs11 backend: software keys must be put
-// on the token before Load finds them there.
-type importer interface {
-	Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)
-}
-
 type fixture struct {
 	rsa        *rsa.PrivateKey
 	p256, p384 keys.PrivateKey // keys.Wrap'ed, as the key store hands them out
@@ -123,7 +117,8 @@ var labelSeq int
 // load puts k into backend b (importing it onto a token first).
 func load(tb testing.TB, b keybackend.Backend, k keys.PrivateKey) keys.PrivateKey {
 	tb.Helper()
-	if imp, ok := b.(importer); ok {
+	// Software keys must be put on a token before Load finds them there.
+	if imp, ok := b.(keybackend.TokenKeys); ok {
 		labelSeq++
 		if _, err := imp.Import(fmt.Sprintf("key%d", labelSeq), k); err != nil {
 			tb.Fatal(err)

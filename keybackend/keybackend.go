@@ -10,6 +10,7 @@
 package keybackend
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 
@@ -29,6 +30,20 @@ type Backend interface {
 	// Close releases the backend (the PKCS#11 session pool and module).
 	// Keys it loaded must not be used afterwards.
 	Close() error
+}
+
+// TokenKeys is implemented by backends whose keys live in a token
+// (pkcs11): keys are addressed there instead of loaded from bytes. The
+// worker can use it without the pkcs11 build tag:
+//
+//	if tk, ok := b.(keybackend.TokenKeys); ok { k, err := tk.KeyFor(cert.PublicKey) }
+type TokenKeys interface {
+	// Key returns the token key with that label, or with that CKA_ID in hex.
+	Key(labelOrID string) (keys.PrivateKey, error)
+	// KeyFor returns the token key for a certificate's public key.
+	KeyFor(pub crypto.PublicKey) (keys.PrivateKey, error)
+	// Import stores a software key on the token, non-extractable.
+	Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)
 }
 
 // Config configures Open. Only the part of the chosen backend is read.

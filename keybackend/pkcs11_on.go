@@ -11,3 +11,5 @@ func openPKCS11(c PKCS11Config) (Backend, error) {
 	}
 	return t, nil
 }
+
+var _ TokenKeys = (*pkcs11.Token)(nil)
