@@ -438,19 +438,23 @@ func (r *runner) startReader(ctx context.Context, caughtUp chan struct{}, errc c
 		signal()
 	}
 	go func() {
+		failures := 0
 		for ctx.Err() == nil {
 			batch, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				select {
-				case errc <- err:
-				default:
+				// The ordered consumer recreates itself after a
+				// reconnect; only a lasting failure ends the run.
+				if failures++; failures == 20 {
+					errc <- err
+					return
 				}
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(250 * time.Millisecond)
 				continue
 			}
+			failures = 0
 			n := 0
 			for msg := range batch.Messages() {
 				n++
