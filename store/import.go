@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/secmail/secmail/keyring"
@@ -80,6 +82,9 @@ func (r *Report) Failed() bool { return r.Counts()[StatusError] > 0 }
 type plan struct {
 	entry *ReportEntry
 	apply func(ctx context.Context) (status, warning string, err error)
+	// cert and rec are set for certificates (the bulk path uses them).
+	cert *x509.Certificate
+	rec  *CertRecord
 }
 
 // expiryWarnWithin is when imports and the expiry job warn.
@@ -197,7 +202,13 @@ func (s *Store) Import(ctx context.Context, in []Input, opts ImportOptions) (*Re
 		}
 		wg.Wait()
 	}
-	run(certs, importParallelism)
+	if len(certs) >= bulkThreshold {
+		if err := s.putCertsBulk(ctx, certs); err != nil {
+			firstErr = err
+		}
+	} else {
+		run(certs, importParallelism)
+	}
 	run(rest, 1)
 	for _, p := range plans {
 		rep.Entries = append(rep.Entries, *p.entry)
@@ -220,22 +231,40 @@ func errEntry(e ReportEntry, err error) ReportEntry {
 func (s *Store) planCert(src string, c *x509.Certificate, now time.Time) plan {
 	rec := newCertRecord(c, now)
 	e := &ReportEntry{Source: src, Kind: rec.Kind, ID: rec.Fingerprint, Subject: rec.Subject}
-	return plan{entry: e, apply: func(ctx context.Context) (string, string, error) {
+	return plan{entry: e, cert: c, rec: rec, apply: func(ctx context.Context) (string, string, error) {
 		status, err := s.putCert(ctx, rec, c)
 		if err != nil {
 			return "", "", err
 		}
-		var warn string
-		switch {
-		case now.After(rec.NotAfter):
-			warn = fmt.Sprintf("certificate expired on %s", rec.NotAfter.Format(time.DateOnly))
-		case now.Before(rec.NotBefore):
-			warn = fmt.Sprintf("certificate is not valid before %s", rec.NotBefore.Format(time.DateOnly))
-		case rec.NotAfter.Sub(now) < expiryWarnWithin:
-			warn = fmt.Sprintf("certificate expires on %s", rec.NotAfter.Format(time.DateOnly))
-		}
-		return status, warn, nil
+		return status, certWarning(rec, now), nil
 	}}
+}
+
+func certWarning(rec *CertRecord, now time.Time) string {
+	switch {
+	case now.After(rec.NotAfter):
+		return fmt.Sprintf("certificate expired on %s", rec.NotAfter.Format(time.DateOnly))
+	case now.Before(rec.NotBefore):
+		return fmt.Sprintf("certificate is not valid before %s", rec.NotBefore.Format(time.DateOnly))
+	case rec.NotAfter.Sub(now) < expiryWarnWithin:
+		return fmt.Sprintf("certificate expires on %s", rec.NotAfter.Format(time.DateOnly))
+	}
+	return ""
+}
+
+// certIndexKeys lists the index keys naming a certificate.
+func certIndexKeys(rec *CertRecord, c *x509.Certificate) []string {
+	idx := []string{IssuerSerialIndexKey(c.RawIssuer, c.SerialNumber), spkiIndexKey(c.RawSubjectPublicKeyInfo)}
+	for _, em := range rec.Emails {
+		idx = append(idx, EmailIndexKey(em))
+	}
+	if len(c.SubjectKeyId) > 0 {
+		idx = append(idx, SKIIndexKey(c.SubjectKeyId))
+	}
+	if rec.IsCA {
+		idx = append(idx, idxCA)
+	}
+	return idx
 }
 
 // putCert writes the record (if new) and its index entries. Index entries
@@ -248,17 +277,7 @@ func (s *Store) putCert(ctx context.Context, rec *CertRecord, c *x509.Certificat
 	} else if err != nil {
 		return "", fmt.Errorf("store: write %s: %w", certKey(rec.Fingerprint), err)
 	}
-	idx := []string{IssuerSerialIndexKey(c.RawIssuer, c.SerialNumber), spkiIndexKey(c.RawSubjectPublicKeyInfo)}
-	for _, em := range rec.Emails {
-		idx = append(idx, EmailIndexKey(em))
-	}
-	if len(c.SubjectKeyId) > 0 {
-		idx = append(idx, SKIIndexKey(c.SubjectKeyId))
-	}
-	if rec.IsCA {
-		idx = append(idx, idxCA)
-	}
-	for _, k := range idx {
+	for _, k := range certIndexKeys(rec, c) {
 		if err := s.indexAdd(ctx, k, rec.Fingerprint); err != nil {
 			return "", err
 		}
@@ -534,4 +553,138 @@ func (s *Store) ImportCRL(ctx context.Context, name string, data []byte) (*Repor
 		}
 	}
 	return rep, err
+}
+
+// bulkThreshold is the number of certificates from which an import takes
+// the pipelined path; bulkBatch bounds the asynchronous writes in flight.
+const (
+	bulkThreshold = 64
+	bulkBatch     = 1000
+)
+
+// putCertsBulk stores many certificates with pipelined writes: records
+// first, then every index key once with all its new fingerprints. What
+// the fast path cannot decide (an existing key, a delete marker, a
+// stalled publish) is redone with the synchronous, CAS-correct path.
+func (s *Store) putCertsBulk(ctx context.Context, ps []plan) error {
+	now := s.cfg.Now()
+	keys := make([]string, len(ps))
+	vals := make([][]byte, len(ps))
+	for i, p := range ps {
+		keys[i], vals[i] = certKey(p.rec.Fingerprint), mustJSON(p.rec)
+	}
+	errs, err := s.createAsync(ctx, keys, vals)
+	if err != nil {
+		return err
+	}
+	status := make([]string, len(ps))
+	var firstErr error
+	for i, p := range ps {
+		status[i] = StatusAdded
+		if errs[i] == nil {
+			continue
+		}
+		_, err := s.kv.Create(ctx, keys[i], vals[i])
+		switch {
+		case errors.Is(err, jetstream.ErrKeyExists):
+			status[i] = StatusPresent
+		case err != nil:
+			status[i] = ""
+			*p.entry = errEntry(*p.entry, fmt.Errorf("store: write %s: %w", keys[i], err))
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+
+	// Index keys with the certificates (by position) they gain.
+	members := map[string][]int{}
+	var order []string
+	for i, p := range ps {
+		if status[i] == "" {
+			continue
+		}
+		for _, k := range certIndexKeys(p.rec, p.cert) {
+			if _, ok := members[k]; !ok {
+				order = append(order, k)
+			}
+			members[k] = append(members[k], i)
+		}
+	}
+	ivals := make([][]byte, len(order))
+	for j, k := range order {
+		fps := make([]string, len(members[k]))
+		for n, i := range members[k] {
+			fps[n] = ps[i].rec.Fingerprint
+		}
+		ivals[j] = mustJSON(fps)
+	}
+	ierrs, err := s.createAsync(ctx, order, ivals)
+	if err != nil {
+		return err
+	}
+	failed := make([]bool, len(ps))
+	for j, k := range order {
+		if ierrs[j] == nil {
+			continue
+		}
+		existed := false
+		for _, i := range members[k] {
+			if err := s.indexAdd(ctx, k, ps[i].rec.Fingerprint); err != nil {
+				failed[i] = true
+				*ps[i].entry = errEntry(*ps[i].entry, err)
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+			existed = true
+		}
+		// A public key seen before may already have a stored private key.
+		if existed && strings.HasPrefix(k, "idx.spki.") {
+			for _, i := range members[k] {
+				if status[i] == StatusAdded && !failed[i] {
+					if err := s.linkExistingKey(ctx, ps[i].rec.Fingerprint, ps[i].cert); err != nil {
+						failed[i] = true
+						*ps[i].entry = errEntry(*ps[i].entry, err)
+					}
+				}
+			}
+		}
+	}
+	for i, p := range ps {
+		if status[i] != "" && !failed[i] {
+			p.entry.Status, p.entry.Warning = status[i], certWarning(p.rec, now)
+		}
+	}
+	return firstErr
+}
+
+// createAsync publishes "create if absent" writes for keys in batches and
+// returns each write's error (nil: created).
+func (s *Store) createAsync(ctx context.Context, keys []string, vals [][]byte) ([]error, error) {
+	errs := make([]error, len(keys))
+	prefix := "$KV." + s.cfg.Bucket + "."
+	for start := 0; start < len(keys); start += bulkBatch {
+		end := min(start+bulkBatch, len(keys))
+		futs := make([]jetstream.PubAckFuture, end-start)
+		for i := start; i < end; i++ {
+			m := nats.NewMsg(prefix + keys[i])
+			m.Data = vals[i]
+			futs[i-start], errs[i] = s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+		}
+		for i := start; i < end; i++ {
+			f := futs[i-start]
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				errs[i] = err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return errs, nil
 }

@@ -51,6 +51,7 @@ type Config struct {
 // for concurrent use.
 type Store struct {
 	nc     *nats.Conn
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	cfg    Config
 	log    *slog.Logger
@@ -101,7 +102,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &Store{nc: nc, kv: kv, cfg: cfg, log: cfg.Logger}
+	s := &Store{nc: nc, js: js, kv: kv, cfg: cfg, log: cfg.Logger}
 	s.master.Store(cfg.MasterKey)
 	if cfg.MasterKey == nil {
 		s.log.Warn("store: no master key configured; decryption and signing are unavailable", "env", MasterKeyEnv)

@@ -510,3 +510,63 @@ func TestRenewedCertificateGetsStoredKey(t *testing.T) {
 		t.Fatalf("list with key: %v %+v", err, l)
 	}
 }
+
+// TestBulkPath covers the pipelined import: present records, index keys
+// that already exist, records with delete markers, and a renewed
+// certificate that inherits a stored key.
+func TestBulkPath(t *testing.T) {
+	fx := storetest.Fx(t)
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(t, testKey(t, 1))
+	bulk, err := storetest.BulkCerts(fx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := append(in(t, fx, "chain.pem", "alice.key", "bob.pem"), store.Input{Name: "bulk0", Data: bulk[0].Raw})
+	if rep, err := s.Import(ctx, pre, store.ImportOptions{}); err != nil || rep.Failed() {
+		t.Fatal(err, mustJSON(rep))
+	}
+	if _, err := s.Delete(ctx, storetest.FP(fx.Bob)); err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := x509.CreateCertificate(rand.Reader, storetest.CertTemplate(3001, "alice@example.com"), fx.CA, fx.Alice.PublicKey, fx.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inputs []store.Input
+	for _, c := range bulk {
+		inputs = append(inputs, store.Input{Name: "bulk", Data: c.Raw})
+	}
+	inputs = append(inputs, in(t, fx, "alice.pem", "bob.pem")...)
+	inputs = append(inputs, store.Input{Name: "renewed", Data: renewed})
+	rep, err := s.Import(ctx, inputs, store.ImportOptions{})
+	if err != nil || rep.Failed() {
+		t.Fatal(err, mustJSON(rep))
+	}
+	want := map[string]string{storetest.FP(bulk[0]): store.StatusPresent, storetest.FP(fx.Alice): store.StatusPresent, storetest.FP(fx.Bob): store.StatusAdded}
+	for _, en := range rep.Entries {
+		w := want[en.ID]
+		if w == "" {
+			w = store.StatusAdded
+		}
+		if en.Status != w {
+			t.Errorf("%s (%s): %s, want %s", en.ID, en.Subject, en.Status, w)
+		}
+	}
+	for i := range bulk {
+		got, err := s.CertsByEmail(ctx, storetest.BulkEmail(i))
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: %v %d", storetest.BulkEmail(i), err, len(got))
+		}
+	}
+	if got, err := s.CertsByIndex(ctx, store.IssuerSerialIndexKey(fx.Bob.RawIssuer, fx.Bob.SerialNumber)); err != nil || len(got) != 1 {
+		t.Fatalf("bob after delete and bulk re-import: %v %d", err, len(got))
+	}
+	if got, err := s.CertsByEmail(ctx, "alice@example.com"); err != nil || len(got) != 2 {
+		t.Fatalf("alice: %v %d", err, len(got))
+	}
+	if ks, err := s.SMIMEKeys(ctx); err != nil || len(ks) != 2 {
+		t.Fatalf("renewed certificate did not get the stored key: %v %d", err, len(ks))
+	}
+}
