@@ -357,6 +357,9 @@ func (c *Cache) lookup(ctx context.Context, op, kvKey string, fromKV func(contex
 		case errors.Is(err, redis.Nil):
 			c.cnt.redisMiss.Add(1)
 			c.result("redis", "miss")
+		case ctx.Err() != nil:
+			// The caller gave up; that says nothing about Redis.
+			return nil, ctx.Err()
 		default:
 			c.redisFailed(err)
 			c.cnt.fallback.Add(1)

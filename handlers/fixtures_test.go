@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/secmail/secmail/demopki"
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/keyring"
 )
 
@@ -263,7 +264,7 @@ func (w *world) gpgSetup() error {
 // keyring loads the keyring directory as the offline commands do.
 func (w *world) keyring(t testing.TB, dir string, pass ...string) *keyring.Keyring {
 	t.Helper()
-	kr, err := keyring.LoadDir(dir, keyring.Options{Passphrases: pass})
+	kr, err := keyring.LoadDir(dir, keyring.Options{Passphrases: pass, LoadKey: testBackend(t).Load})
 	if err != nil {
 		t.Fatalf("LoadDir(%s): %v", dir, err)
 	}
@@ -284,3 +285,22 @@ func (w *world) cert(name string) string { return w.paths[name][0] }
 func (w *world) key(name string) string  { return w.paths[name][1] }
 
 var bg = context.Background()
+
+var (
+	backendOnce sync.Once
+	backend     keybackend.Backend
+	backendErr  error
+)
+
+// testBackend is the private-key backend the suites run against:
+// SECMAIL_TEST_KEY_BACKEND=openssl (with -tags openssl) runs every interop
+// case through OpenSSL's libcrypto; the default is Go's crypto.
+func testBackend(t testing.TB) keybackend.Backend {
+	backendOnce.Do(func() {
+		backend, backendErr = keybackend.Open(os.Getenv("SECMAIL_TEST_KEY_BACKEND"), keybackend.Config{})
+	})
+	if backendErr != nil {
+		t.Fatalf("key backend: %v", backendErr)
+	}
+	return backend
+}

@@ -485,6 +485,24 @@ func LoadDir(dir string, opts Options) (*Keyring, error) {
 		bundles = append(bundles, b)
 	}
 	Match(bundles...)
+	if opts.LoadKey != nil {
+		for _, b := range bundles {
+			for i := range b.Keys {
+				if b.Keys[i].Key == nil {
+					continue
+				}
+				lk, err := opts.LoadKey(b.Keys[i].Key)
+				if err != nil {
+					what := "a private key"
+					if c := b.Keys[i].Cert; c != nil {
+						what = "the key of " + c.Subject.String()
+					}
+					return nil, fmt.Errorf("keyring: loading %s into the key backend: %w", what, err)
+				}
+				b.Keys[i].Key = lk
+			}
+		}
+	}
 	k := New()
 	for _, b := range bundles {
 		k.Add(b)

@@ -36,6 +36,9 @@ type Options struct {
 	RequireUnlocked bool
 	// MaxSize is the largest accepted file; 0 means DefaultMaxSize.
 	MaxSize int64
+	// LoadKey, when set, hands every unlocked private key to a key
+	// backend once, after matching (LoadDir only): keybackend.Backend.Load.
+	LoadKey func(keys.PrivateKey) (keys.PrivateKey, error)
 }
 
 func (o Options) maxSize() int64 {

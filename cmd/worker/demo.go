@@ -131,7 +131,7 @@ func showDemo(ctx context.Context, s *service, world *mailgen.World, stdout io.W
 	cfg := s.pipe.Config()
 	cons, err := s.js.OrderedConsumer(ctx, cfg.ResultStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.ResultSubject(article.Inbound), cfg.ResultSubject(article.Outbound)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy, // ours are picked by article id; a reset must not skip any
 	})
 	if err != nil {
 		fmt.Fprintln(stdout, "demo: subscribing to results:", err)

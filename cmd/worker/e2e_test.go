@@ -49,7 +49,7 @@ func TestEndToEnd(t *testing.T) {
 	runCtx, stopWorkers := context.WithCancel(ctx)
 	for _, name := range []string{"w1", "w2"} {
 		f := runFlags{natsURL: srv.URL(), redisURL: "redis://" + rd.Addr, masterKeyFile: keyFile, instance: name,
-			keyBackend: "go", subjectPrefix: "article", lang: "en", replicas: 1, manageStreams: true, concurrency: 2,
+			backend: backendFlags{name: "go"}, subjectPrefix: "article", lang: "en", replicas: 1, manageStreams: true, concurrency: 2,
 			shutdownGrace: 5 * time.Second}
 		s, err := start(ctx, &f, log)
 		if err != nil {

@@ -31,6 +31,7 @@ type keyringFlags struct {
 	passphraseFile string
 	lang           string
 	config         string
+	backend        backendFlags
 }
 
 func (k *keyringFlags) register(fs *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (k *keyringFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.passphraseFile, "passphrase-file", "", "file with one passphrase per line")
 	fs.StringVar(&k.lang, "lang", envOr("SECMAIL_LANG", "en"), "language of comments: en, de, tr")
 	fs.StringVar(&k.config, "config", "", "JSON configuration file (group defaults, outbound choices)")
+	k.backend.register(fs)
 }
 
 // fileConfig is the JSON configuration file of the offline commands and of
@@ -62,7 +64,12 @@ func (k *keyringFlags) handler() (*handlers.Handler, error) {
 		}
 		pass = append(pass, more...)
 	}
-	kr, err := keyring.LoadDir(k.dir, keyring.Options{Passphrases: pass})
+	b, err := k.backend.open()
+	if err != nil {
+		return nil, err
+	}
+	// The offline commands exit after one run; the backend lives as long.
+	kr, err := keyring.LoadDir(k.dir, keyring.Options{Passphrases: pass, LoadKey: b.Load})
 	if err != nil {
 		return nil, fmt.Errorf("reading keyring: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/secmail/secmail/certcache"
 	"github.com/secmail/secmail/certsvc"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/metrics"
 	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/pipeline"
@@ -43,7 +44,7 @@ type runFlags struct {
 	logFormat      string
 	logLevel       string
 	shutdownGrace  time.Duration
-	keyBackend     string
+	backend        backendFlags
 	subjectPrefix  string
 	dataDir        string
 	embeddedListen string
@@ -87,7 +88,7 @@ func (f *runFlags) register(fs *flag.FlagSet, metricsDefault string) {
 	fs.StringVar(&f.logFormat, "log-format", envOr("SECMAIL_LOG_FORMAT", ""), "json or text (default: text on a terminal, json otherwise)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("SECMAIL_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", envDuration("SECMAIL_SHUTDOWN_GRACE", 25*time.Second), "how long in-flight articles may finish after SIGTERM")
-	fs.StringVar(&f.keyBackend, "key-backend", envOr("SECMAIL_KEY_BACKEND", "go"), "private-key backend: go")
+	f.backend.register(fs)
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", envOr("SECMAIL_SUBJECT_PREFIX", "article"), "first token of the article subjects")
 	fs.StringVar(&f.dataDir, "data", envOr("SECMAIL_DATA", "data"), "data directory of the embedded NATS server")
 	fs.StringVar(&f.embeddedListen, "embedded-listen", envOr("SECMAIL_EMBEDDED_LISTEN", "127.0.0.1:4322"), "listen address of the embedded NATS server")
@@ -128,6 +129,7 @@ type service struct {
 	pipe     *pipeline.Pipeline
 	metrics  *metrics.Metrics
 	services []micro.Service
+	backend  keybackend.Backend
 	url      string
 	hasKey   bool
 }
@@ -135,15 +137,15 @@ type service struct {
 // start assembles a worker from flags. The caller runs s.pipe.Run and then
 // calls s.close.
 func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err error) {
-	if f.keyBackend != "go" {
-		return nil, fmt.Errorf("key backend %q is not available in this build (available: go)", f.keyBackend)
-	}
 	s = &service{log: log}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
+	if s.backend, err = f.backend.open(); err != nil {
+		return nil, err
+	}
 	s.url = f.natsURL
 	masterFile := f.masterKeyFile
 	if s.url == "" {
@@ -192,8 +194,8 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	if s.store, err = store.Open(ctx, s.nc, store.Config{MasterKey: mk, Replicas: f.replicas, Logger: log}); err != nil {
 		return nil, fmt.Errorf("opening the key store: %w", err)
 	}
-	s.metrics = metrics.New(version, f.instance, f.keyBackend)
-	copts := certcache.Options{Metrics: s.metrics, Logger: log}
+	s.metrics = metrics.New(version, f.instance, s.backend.Name())
+	copts := certcache.Options{Metrics: s.metrics, Logger: log, LoadKey: s.backend.Load}
 	if f.redisURL != "" {
 		ro, err := redis.ParseURL(f.redisURL)
 		if err != nil {
@@ -322,6 +324,9 @@ func (s *service) close() {
 	}
 	if s.embedded != nil {
 		s.embedded.Shutdown()
+	}
+	if s.backend != nil {
+		_ = s.backend.Close()
 	}
 }
 
