@@ -457,8 +457,9 @@ func (s *Store) Expiries(ctx context.Context) ([]Expiry, error) {
 
 // RotateMasterKey re-seals every private key and secret OpenPGP key from
 // oldKey to newKey and then uses newKey. Records already under newKey are
-// skipped, so an interrupted rotation can simply be run again. It returns
-// the number of records re-sealed.
+// skipped, so an interrupted rotation can simply be run again (and should
+// be, if keys were imported by a worker still holding the old key while it
+// ran). It returns the number of records re-sealed.
 func (s *Store) RotateMasterKey(ctx context.Context, oldKey, newKey *MasterKey) (int, error) {
 	if oldKey == nil || newKey == nil {
 		return 0, errors.New("store: rotation needs the old and the new master key")
