@@ -71,6 +71,16 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "reprocess: unexpected arguments %q\n", fs.Args())
 		return ExitUsage
 	}
+	inputs := 0
+	for _, s := range []string{cfg.Dir, cfg.Mbox, cfg.JSONL, cfg.OnlyFailedWith} {
+		if s != "" {
+			inputs++
+		}
+	}
+	if inputs != 1 {
+		fmt.Fprintln(stderr, "reprocess: give exactly one of --dir, --mbox, --jsonl and --only-failed-with")
+		return ExitUsage
+	}
 	r, err := parseRate(rateFlag)
 	if err != nil {
 		fmt.Fprintln(stderr, "reprocess: --rate:", err)
