@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -61,8 +63,8 @@ func newCertRecord(c *x509.Certificate, now time.Time) *CertRecord {
 	info := CertInfo{
 		Kind:               "cert",
 		Fingerprint:        Fingerprint(c),
-		Subject:            c.Subject.String(),
-		Issuer:             c.Issuer.String(),
+		Subject:            dnString(c.Subject.String()),
+		Issuer:             dnString(c.Issuer.String()),
 		Serial:             strings.ToLower(c.SerialNumber.Text(16)),
 		SKI:                hex.EncodeToString(c.SubjectKeyId),
 		AKI:                hex.EncodeToString(c.AuthorityKeyId),
@@ -380,4 +382,24 @@ func (s *Store) scan(ctx context.Context, filter string, fn func(key string, val
 			}
 		}
 	}
+}
+
+// emailAttr matches how pkix.Name.String renders the emailAddress
+// attribute it has no name for: the OID and the DER value in hex.
+var emailAttr = regexp.MustCompile(`1\.2\.840\.113549\.1\.9\.1=#([0-9a-f]+)`)
+
+// dnString makes a distinguished name readable for administrators by
+// naming emailAddress like OpenSSL does.
+func dnString(dn string) string {
+	return emailAttr.ReplaceAllStringFunc(dn, func(m string) string {
+		der, err := hex.DecodeString(emailAttr.FindStringSubmatch(m)[1])
+		if err != nil {
+			return m
+		}
+		var v string
+		if rest, err := asn1.Unmarshal(der, &v); err != nil || len(rest) > 0 {
+			return m
+		}
+		return "emailAddress=" + v
+	})
 }
