@@ -71,6 +71,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Baseline, "baseline", true, "also measure one openssl/gpg process per message on a sample")
 	fs.IntVar(&cfg.BaselineSample, "baseline-sample", 200, "articles the baseline processes")
 	fs.StringVar(&scale, "scale", "", "run the same articles with each number of workers, e.g. 1,2,4 (embedded only)")
+	fs.IntVar(&cfg.Warmup, "warmup", 200, "articles run first and not measured (0: none)")
 	fs.DurationVar(&cfg.Timeout, "timeout", time.Minute, "give up after this long without a result")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress display on stderr")

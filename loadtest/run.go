@@ -65,6 +65,10 @@ type Config struct {
 	// Storage of the embedded server's streams: "file" (what `worker
 	// run` creates) or "memory".
 	Storage string
+	// Warmup articles are run through first and not measured: the first
+	// run in a process pays for heap growth and first-use set-up, which
+	// would make it look dearer than the ones after it.
+	Warmup int
 	// Timeout is how long to wait without any result before giving up.
 	Timeout time.Duration
 
@@ -196,6 +200,14 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	scale := cfg.Scale
 	if len(scale) == 0 {
 		scale = []int{cfg.Workers}
+	}
+	if cfg.Warmup > 0 {
+		warm := &articleSet{Samples: set.Samples, Order: set.Order[:min(cfg.Warmup, len(set.Order))]}
+		silent := cfg
+		silent.Progress = nil
+		if _, err := measure(ctx, silent, w, warm, scale[0]); err != nil {
+			return rep, fmt.Errorf("warm-up: %w", err)
+		}
 	}
 	for _, n := range scale {
 		m, err := measure(ctx, cfg, w, set, n)
