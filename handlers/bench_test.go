@@ -38,18 +38,9 @@ func newBenchWorld(b *testing.B, kt demopki.KeyType) *benchWorld {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var bundles []*keyring.Bundle
-	for name, data := range w.OrgFiles {
-		bd, err := keyring.Parse(name, data, keyring.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bundles = append(bundles, bd)
-	}
-	keyring.Match(bundles...)
-	kr := keyring.New()
-	for _, bd := range bundles {
-		kr.Add(bd)
+	kr, err := w.OrgKeyring()
+	if err != nil {
+		b.Fatal(err)
 	}
 	return &benchWorld{w: w, kr: kr, h: handlers.New(kr, handlers.DefaultConfig())}
 }

@@ -134,8 +134,12 @@ func New(keyType demopki.KeyType) (*World, error) {
 	return w, nil
 }
 
-// view builds a handler over an in-memory keyring made of files.
-func view(files map[string][]byte) (*handlers.Handler, error) {
+// OrgKeyring returns the helpdesk's keys (OrgFiles) as an in-memory
+// keyring, for running handlers without a store.
+func (w *World) OrgKeyring() (*keyring.Keyring, error) { return keyringOf(w.OrgFiles) }
+
+// keyringOf imports files into an in-memory keyring.
+func keyringOf(files map[string][]byte) (*keyring.Keyring, error) {
 	var bundles []*keyring.Bundle
 	for name, data := range files {
 		b, err := keyring.Parse(name, data, keyring.Options{})
@@ -148,6 +152,15 @@ func view(files map[string][]byte) (*handlers.Handler, error) {
 	kr := keyring.New()
 	for _, b := range bundles {
 		kr.Add(b)
+	}
+	return kr, nil
+}
+
+// view builds a customer's handler over an in-memory keyring of files.
+func view(files map[string][]byte) (*handlers.Handler, error) {
+	kr, err := keyringOf(files)
+	if err != nil {
+		return nil, err
 	}
 	cfg := handlers.DefaultConfig()
 	cfg.Outbound.EncryptToSelf = false

@@ -8,7 +8,6 @@ import (
 	"github.com/secmail/secmail/article"
 	"github.com/secmail/secmail/demopki"
 	"github.com/secmail/secmail/handlers"
-	"github.com/secmail/secmail/keyring"
 )
 
 // TestSamplesGetTheirExpectedOutcome runs every kind through the helpdesk's
@@ -18,18 +17,9 @@ func TestSamplesGetTheirExpectedOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bundles []*keyring.Bundle
-	for name, data := range w.OrgFiles {
-		b, err := keyring.Parse(name, data, keyring.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		bundles = append(bundles, b)
-	}
-	keyring.Match(bundles...)
-	kr := keyring.New()
-	for _, b := range bundles {
-		kr.Add(b)
+	kr, err := w.OrgKeyring()
+	if err != nil {
+		t.Fatal(err)
 	}
 	h := handlers.New(kr, handlers.DefaultConfig())
 	for _, kind := range Kinds {
