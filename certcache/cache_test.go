@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/secmail/secmail/certcache"
+	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/store"
 	"github.com/secmail/secmail/store/storetest"
 )
@@ -390,5 +391,37 @@ func TestNoMasterKey(t *testing.T) {
 	}
 	if got, err := c.CertsByEmail(ctx, "bob@example.com"); err != nil || len(got) != 1 {
 		t.Fatalf("public look-up without master key: %v", err)
+	}
+}
+
+// TestLoadKeyHook: every unsealed key passes through Options.LoadKey (the
+// key-backend hook) once per (re)load, not per look-up.
+func TestLoadKeyHook(t *testing.T) {
+	fx := storetest.Fx(t)
+	n := storetest.StartNATS(t, "")
+	ctx := context.Background()
+	s := openStore(t, n.Connect(), "loadkey", mk(t), true)
+	importFiles(t, s, fx, "bob.pem", "bob.key", "alice.pem", "alice.key")
+	var mu sync.Mutex
+	loaded := 0
+	c, err := certcache.New(ctx, s, certcache.Options{LoadKey: func(k keys.PrivateKey) (keys.PrivateKey, error) {
+		mu.Lock()
+		loaded++
+		mu.Unlock()
+		return k, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		if ks, err := c.SMIMEKeys(ctx); err != nil || len(ks) != 2 {
+			t.Fatal(err, len(ks))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if loaded != 2 {
+		t.Fatalf("LoadKey called %d times, want 2", loaded)
 	}
 }
