@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,17 +38,49 @@ const (
 
 var consumers = []string{"secmail-inbound", "secmail-outbound"}
 
-// knownEnv is every environment variable the worker (and the Go runtime)
-// reads; anything else in a ConfigMap or env list is a typo.
-var knownEnv = map[string]bool{
-	"SECMAIL_NATS_URL": true, "SECMAIL_NATS_CREDS": true, "SECMAIL_REDIS_URL": true,
-	"SECMAIL_REDIS_PASSWORD": true, "SECMAIL_MASTER_KEY_FILE": true, "SECMAIL_MASTER_KEY": true,
-	"SECMAIL_METRICS_ADDR": true, "SECMAIL_CONCURRENCY": true, "SECMAIL_LANG": true,
-	"SECMAIL_LOG_FORMAT": true, "SECMAIL_SHUTDOWN_GRACE": true, "SECMAIL_KEY_BACKEND": true,
-	"SECMAIL_NATS_NKEY": true, "SECMAIL_LOG_LEVEL": true, "SECMAIL_SUBJECT_PREFIX": true,
-	"SECMAIL_DATA": true, "SECMAIL_EMBEDDED_LISTEN": true, "SECMAIL_CONFIG": true,
-	"SECMAIL_INSTANCE": true, "SECMAIL_REPLICAS": true, "SECMAIL_MANAGE_STREAMS": true,
-	"GOMEMLIMIT": true, "GOMAXPROCS": true,
+// knownEnv is every environment variable the worker reads, taken from the
+// worker's source (calls like envOr("SECMAIL_X", ...) and os.Getenv), plus
+// the Go runtime's. A variable in a manifest that the worker does not read is
+// a typo or a leftover.
+var knownEnv = sync.OnceValues(func() (map[string]bool, error) {
+	env := map[string]bool{"GOMEMLIMIT": true, "GOMAXPROCS": true}
+	re := regexp.MustCompile(`(?:\w+\(|Env\s*=\s*)"(SECMAIL_[A-Z0-9_]+)"`)
+	for _, dir := range []string{"../../cmd/worker", "../../store"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range re.FindAllSubmatch(b, -1) {
+				env[string(m[1])] = true
+			}
+		}
+	}
+	// The variables the issue defines must be found, or the scan is broken.
+	for _, v := range []string{"SECMAIL_NATS_URL", "SECMAIL_NATS_CREDS", "SECMAIL_REDIS_URL", "SECMAIL_REDIS_PASSWORD",
+		"SECMAIL_MASTER_KEY_FILE", "SECMAIL_MASTER_KEY", "SECMAIL_METRICS_ADDR", "SECMAIL_CONCURRENCY",
+		"SECMAIL_LANG", "SECMAIL_LOG_FORMAT", "SECMAIL_SHUTDOWN_GRACE", "SECMAIL_KEY_BACKEND"} {
+		if !env[v] {
+			return nil, fmt.Errorf("%s not found in the worker's source: the scan for environment variables is out of date", v)
+		}
+	}
+	return env, nil
+})
+
+func isKnownEnv(t *testing.T, name string) bool {
+	t.Helper()
+	env, err := knownEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env[name]
 }
 
 // --- minimal strict types for the custom resources we ship ---------------
@@ -438,13 +472,13 @@ func checkCommon(t *testing.T, r *rendered) {
 			continue
 		}
 		for k := range cm.Data {
-			if !knownEnv[k] {
+			if !isKnownEnv(t, k) {
 				t.Errorf("ConfigMap %s: unknown variable %s", cm.Name, k)
 			}
 		}
 	}
 	for _, e := range c.Env {
-		if !knownEnv[e.Name] {
+		if !isKnownEnv(t, e.Name) {
 			t.Errorf("container env: unknown variable %s", e.Name)
 		}
 	}
