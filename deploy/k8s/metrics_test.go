@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/secmail/secmail/metrics"
+	"github.com/secmail/secmail/pipeline"
 	"github.com/secmail/secmail/result"
 )
 
@@ -65,5 +66,19 @@ func TestMetricCatalogueMatchesWorker(t *testing.T) {
 		if _, ok := metricLabels[name]; !ok {
 			t.Errorf("worker exports %s, missing from the dashboard/rules catalogue", name)
 		}
+	}
+}
+
+// TestJetStreamNamesMatchWorker: the stream and durable consumer names that
+// the ScaledObject, the alerts and the dashboard select are the worker's.
+func TestJetStreamNamesMatchWorker(t *testing.T) {
+	cfg := pipeline.Config{}.Defaults()
+	if cfg.InputStream != inputStream {
+		t.Errorf("worker input stream %q, manifests use %q", cfg.InputStream, inputStream)
+	}
+	got := []string{cfg.InboundDurable, cfg.OutboundDurable}
+	slices.Sort(got)
+	if !slices.Equal(got, consumers) {
+		t.Errorf("worker consumers %v, manifests use %v", got, consumers)
 	}
 }

@@ -286,6 +286,39 @@ func TestPromQLCheckCatchesMistakes(t *testing.T) {
 	}
 }
 
+var (
+	streamSel   = regexp.MustCompile(`stream_name\s*(=~?)\s*"([^"]*)"`)
+	consumerSel = regexp.MustCompile(`consumer_name\s*(=~?)\s*"([^"]*)"`)
+)
+
+// checkJetStreamSelectors: a query on the NATS exporter's series must select
+// the worker's stream and both of its consumers, and nothing else.
+func checkJetStreamSelectors(t *testing.T, expr string) {
+	t.Helper()
+	matches := func(op, val, name string) bool {
+		if op == "=" {
+			return val == name
+		}
+		return regexp.MustCompile("^(?:" + val + ")$").MatchString(name)
+	}
+	for _, m := range streamSel.FindAllStringSubmatch(expr, -1) {
+		if !matches(m[1], m[2], inputStream) {
+			t.Errorf("%q: stream selector %s%q misses %s", expr, m[1], m[2], inputStream)
+		}
+	}
+	for _, m := range consumerSel.FindAllStringSubmatch(expr, -1) {
+		for _, c := range consumers {
+			if !matches(m[1], m[2], c) {
+				t.Errorf("%q: consumer selector %s%q misses %s", expr, m[1], m[2], c)
+			}
+		}
+	}
+	if strings.Contains(expr, "nats_consumer_num_pending") &&
+		(!streamSel.MatchString(expr) || !consumerSel.MatchString(expr) || !strings.Contains(expr, `is_consumer_leader="true"`)) {
+		t.Errorf("%q: consumer lag must select stream, consumers and the leader's report only", expr)
+	}
+}
+
 // --- alert rules -------------------------------------------------------------
 
 var promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
@@ -341,6 +374,7 @@ func TestAlertRules(t *testing.T) {
 			}
 			names[id] = true
 			all = append(all, r.Expr)
+			checkJetStreamSelectors(t, r.Expr)
 			refs := checkPromQL(r.Expr)
 			for _, p := range refs.problems {
 				t.Errorf("%s: %s", id, p)
@@ -516,6 +550,7 @@ func TestDashboard(t *testing.T) {
 		if m := labelValues.FindStringSubmatch(e); m != nil {
 			e, label = m[1], m[2]
 		}
+		checkJetStreamSelectors(t, e)
 		refs := checkPromQL(e)
 		if label != "" && !refs.labels[label] {
 			t.Errorf("template query %q: no label %q", e, label)
