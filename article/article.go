@@ -35,6 +35,11 @@ type Request struct {
 	Group     string
 	Raw       []byte // RFC 5322 message
 	Options   Options
+	// Attempt marks a deliberate re-run of an article (worker reprocess
+	// --only-failed-with): it is part of the result's deduplication
+	// identity, so a retry gets a new result instead of the stored one,
+	// and it is echoed in the result. Empty for the first run.
+	Attempt string
 }
 
 // Recipient reports, per recipient address, whether it could be encrypted to.

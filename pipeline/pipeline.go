@@ -391,7 +391,7 @@ func (p *Pipeline) process(ctx context.Context, dir article.Direction, payload [
 	req, err := p.decode(ctx, payload)
 	if req != nil {
 		v.articleID = req.ArticleID
-		res.ArticleID, res.TicketID = req.ArticleID, req.TicketID
+		res.ArticleID, res.TicketID, res.Attempt = req.ArticleID, req.TicketID, req.Attempt
 	}
 	v.msgID = string(dir) + ":" + v.articleID + ":" + hex.EncodeToString(sum[:])
 	var out *article.Outcome
@@ -469,6 +469,9 @@ func parse(payload []byte) (*Article, *article.Request, error) {
 	if validID(a.TicketID) {
 		req.TicketID = a.TicketID
 	}
+	if validID(a.Attempt) {
+		req.Attempt = a.Attempt
+	}
 	switch {
 	case a.Schema != SchemaArticleV1:
 		return &a, req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
@@ -476,6 +479,8 @@ func parse(payload []byte) (*Article, *article.Request, error) {
 		return &a, req, permanent(CodeInvalidRequest, "article_id is missing")
 	case req.ArticleID == "":
 		return &a, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", maxIDLen)
+	case a.Attempt != "" && req.Attempt == "":
+		return &a, req, permanent(CodeInvalidRequest, "attempt is longer than %d bytes or contains control characters", maxIDLen)
 	case a.TicketID != "" && req.TicketID == "":
 		return &a, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", maxIDLen)
 	case len(a.Group) > maxIDLen:
@@ -789,6 +794,9 @@ func (p *Pipeline) deadLetterStuck(ctx context.Context, dir article.Direction, a
 		}
 		if validID(a.TicketID) {
 			v.res.TicketID = a.TicketID
+		}
+		if validID(a.Attempt) {
+			v.res.Attempt = a.Attempt
 		}
 	}
 	v.res.ArticleID = v.articleID

@@ -53,13 +53,17 @@ type ObjectRef struct {
 // Article is the input message on <prefix>.inbound / <prefix>.outbound.
 // Exactly one of Raw (base64 of the RFC 5322 message) and RawRef is set.
 type Article struct {
-	Schema    string          `json:"schema"`
-	ArticleID string          `json:"article_id"`
-	TicketID  string          `json:"ticket_id,omitempty"`
-	Group     string          `json:"group,omitempty"`
-	Raw       *string         `json:"raw,omitempty"`
-	RawRef    *ObjectRef      `json:"raw_ref,omitempty"`
-	Options   article.Options `json:"options"`
+	Schema    string `json:"schema"`
+	ArticleID string `json:"article_id"`
+	TicketID  string `json:"ticket_id,omitempty"`
+	// Attempt distinguishes a deliberate re-run from a redelivery (see
+	// article.Request.Attempt); it changes the payload and so the result's
+	// Nats-Msg-Id.
+	Attempt string          `json:"attempt,omitempty"`
+	Group   string          `json:"group,omitempty"`
+	Raw     *string         `json:"raw,omitempty"`
+	RawRef  *ObjectRef      `json:"raw_ref,omitempty"`
+	Options article.Options `json:"options"`
 }
 
 // Result is the message on <prefix>.<direction>.result.
@@ -67,6 +71,7 @@ type Result struct {
 	Schema    string            `json:"schema"`
 	ArticleID string            `json:"article_id"`
 	TicketID  string            `json:"ticket_id"`
+	Attempt   string            `json:"attempt,omitempty"`
 	Direction article.Direction `json:"direction"`
 	Status    string            `json:"status"`
 	// Security is null for status "error".
@@ -114,6 +119,7 @@ func Submit(ctx context.Context, js jetstream.JetStream, cfg Config, dir article
 		Schema:    SchemaArticleV1,
 		ArticleID: req.ArticleID,
 		TicketID:  req.TicketID,
+		Attempt:   req.Attempt,
 		Group:     req.Group,
 		Options:   req.Options,
 	}

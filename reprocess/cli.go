@@ -55,6 +55,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Mbox, "mbox", "", "mboxrd file (article id = hash of the message)")
 	fs.StringVar(&cfg.JSONL, "jsonl", "", "JSON Lines export of {article_id, ticket_id, group, raw (base64)}")
 	fs.StringVar(&cfg.OnlyFailedWith, "only-failed-with", "", "re-run articles whose latest result failed with this reason (e.g. no-private-key)")
+	fs.StringVar(&cfg.Attempt, "attempt", "", "attempt id sent with the articles; --only-failed-with picks a new one (reuse it to resume that retry)")
 	fs.StringVar(&direction, "direction", "inbound", "inbound or outbound")
 	fs.StringVar(&cfg.Group, "group", "", "group for articles that name none")
 	fs.StringVar(&rateFlag, "rate", "0", "publish at most N articles per second (N or N/s; 0 = unlimited)")

@@ -66,6 +66,12 @@ type Config struct {
 	// was not sent) are reported as skipped: re-run them from the
 	// helpdesk's own export (JSONL).
 	OnlyFailedWith string
+	// Attempt is sent with every article and only results carrying it
+	// count. A retry (OnlyFailedWith) needs one, or the pipeline would
+	// answer with the stored failure (results are deduplicated by input);
+	// Run then picks "retry-<time>". Pass the same value again to resume
+	// an interrupted retry.
+	Attempt string
 
 	// Direction to publish to; default inbound.
 	Direction article.Direction
@@ -223,6 +229,9 @@ func (r *runner) init(ctx context.Context) error {
 	case cfg.JSONL != "":
 		r.src = jsonlSource{path: cfg.JSONL, maxBytes: cfg.MaxMessageBytes}
 	default:
+		if cfg.Attempt == "" {
+			cfg.Attempt = "retry-" + time.Now().UTC().Format("20060102T150405.000000000")
+		}
 		items, err := collectFailed(ctx, r.js, r.pcfg, cfg.Direction, cfg.OnlyFailedWith, r.bad)
 		if err != nil {
 			return err
@@ -388,7 +397,7 @@ func (r *runner) publish(ctx context.Context, lim *rate.Limiter, it Item) error 
 	if group == "" {
 		group = r.cfg.Group
 	}
-	req := &article.Request{ArticleID: it.ArticleID, TicketID: it.TicketID, Group: group, Raw: it.Raw}
+	req := &article.Request{ArticleID: it.ArticleID, TicketID: it.TicketID, Group: group, Raw: it.Raw, Attempt: r.cfg.Attempt}
 	if _, err := pipeline.Submit(ctx, r.js, r.pcfg, r.cfg.Direction, req); err != nil {
 		r.mu.Lock()
 		if !e.done {
@@ -475,8 +484,9 @@ func (r *runner) startReader(ctx context.Context, caughtUp chan struct{}, errc c
 func (r *runner) onResult(data []byte) {
 	var head struct {
 		ArticleID string `json:"article_id"`
+		Attempt   string `json:"attempt"`
 	}
-	if json.Unmarshal(data, &head) != nil {
+	if json.Unmarshal(data, &head) != nil || head.Attempt != r.cfg.Attempt {
 		return
 	}
 	r.mu.Lock()
