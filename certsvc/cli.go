@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/store"
 )
 
@@ -57,7 +58,7 @@ type cli struct {
 }
 
 func (c *cli) globalFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.natsURL, "nats", envOr("SECMAIL_NATS_URL", nats.DefaultURL), "NATS server URL")
+	fs.StringVar(&c.natsURL, "nats", envOr("SECMAIL_NATS_URL", natsembed.DefaultURL), "NATS server URL (default: the embedded default of `worker run`)")
 	fs.StringVar(&c.creds, "creds", os.Getenv("SECMAIL_NATS_CREDS"), "NATS credentials file")
 	fs.StringVar(&c.nkey, "nkey", os.Getenv("SECMAIL_NATS_NKEY"), "NATS nkey seed file")
 	fs.StringVar(&c.tlsCA, "tls-ca", os.Getenv("SECMAIL_NATS_TLS_CA"), "CA certificate for the NATS server")

@@ -20,6 +20,10 @@ import (
 // nats-server on the same machine.
 const DefaultListen = "127.0.0.1:4322"
 
+// DefaultURL is where clients (worker certs, worker reprocess) find the
+// embedded default of `worker run`.
+const DefaultURL = "nats://" + DefaultListen
+
 // Options configure the embedded server.
 type Options struct {
 	// Listen is host:port; port -1 picks a random free port (tests).

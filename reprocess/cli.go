@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/pipeline"
 )
 
@@ -28,8 +29,8 @@ const (
 	ExitInterrupted = 130
 )
 
-// DefaultNATSURL is the embedded default's address (natsembed.DefaultListen).
-const DefaultNATSURL = "nats://127.0.0.1:4322"
+// DefaultNATSURL is the embedded default's address.
+const DefaultNATSURL = natsembed.DefaultURL
 
 // RunCLI is `worker reprocess`: it parses args, runs and prints a summary
 // to stdout; progress and bad input go to stderr.
