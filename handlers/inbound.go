@@ -219,6 +219,12 @@ func kindOf(p *mimewalk.Part) layerKind {
 			return layerPGPEncrypted
 		}
 	case "text/plain", "text/html":
+		// Armor lines are ASCII and survive 7bit, 8bit and quoted-printable
+		// untouched: only a base64 body has to be decoded to look.
+		if !strings.EqualFold(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding")), "base64") &&
+			!bytes.Contains(p.Body, []byte("-----BEGIN PGP ")) {
+			return layerNone
+		}
 		body, err := p.Decode()
 		if err == nil && (pgp.IsArmoredMessage(body) || pgp.IsClearsigned(body)) {
 			return layerInlinePGP
