@@ -58,7 +58,8 @@ func testConfig() Config {
 
 func (e *env) connect() (*nats.Conn, jetstream.JetStream) {
 	e.t.Helper()
-	nc, err := nats.Connect(e.srv.URL(), nats.MaxReconnects(0))
+	// In process, as `worker run` on the embedded default connects.
+	nc, err := nats.Connect("", e.srv.InProcess(), nats.MaxReconnects(0))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -170,6 +170,9 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	if f.natsCreds != "" {
 		opts = append(opts, nats.UserCredentials(f.natsCreds))
 	}
+	if s.embedded != nil {
+		opts = append(opts, s.embedded.InProcess())
+	}
 	if f.natsNKey != "" {
 		o, err := nats.NkeyOptionFromSeed(f.natsNKey)
 		if err != nil {
