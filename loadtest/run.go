@@ -353,7 +353,13 @@ func startEmbedded(ctx context.Context, cfg Config, w *mailgen.World, pcfg pipel
 }
 
 func (c *cluster) startWorker(ctx context.Context, cfg Config, mk *store.MasterKey, pcfg pipeline.Config, i int) error {
-	nc, err := nats.Connect(c.url, nats.Name(fmt.Sprintf("loadtest worker %d", i)))
+	opts := []nats.Option{nats.Name(fmt.Sprintf("loadtest worker %d", i))}
+	if c.srv != nil {
+		// In-process workers connect as `worker run` does on the embedded
+		// default: without TCP.
+		opts = append(opts, c.srv.InProcess())
+	}
+	nc, err := nats.Connect(c.url, opts...)
 	if err != nil {
 		return err
 	}
