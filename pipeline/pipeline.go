@@ -198,30 +198,54 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return nil
 }
 
-// consume pulls messages of one direction while a slot is free.
+// fetchWait bounds one pull request. Bounded pull requests (Fetch) rather
+// than the long-lived Messages iterator: under CPU starvation we saw the
+// iterator stop issuing pull requests (consumer: pending > 0, waiting
+// pulls 0) and never recover; a Fetch that loses its request simply
+// expires and the next one is made.
+const fetchWait = time.Second
+
+// handBackDelay is how long an article handed back at shutdown waits
+// before redelivery: longer than our last pull request can live.
+const handBackDelay = fetchWait + 100*time.Millisecond
+
+// consume pulls messages of one direction while slots are free.
 func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direction, c jetstream.Consumer, workers *sync.WaitGroup) error {
-	it, err := c.Messages(jetstream.PullMaxMessages(p.cfg.Prefetch))
-	if err != nil {
-		return fmt.Errorf("pipeline: consume %s: %w", dir, err)
-	}
 	// Articles waiting on I/O (PubAck, ack, object store) hold a slot but
 	// no CPU, so a direction may have more in flight than Concurrency.
-	slots := make(chan struct{}, p.cfg.Concurrency+p.cfg.Prefetch)
+	limit := p.cfg.Concurrency + p.cfg.Prefetch
+	slots := make(chan struct{}, limit)
+	release := func(n int) {
+		for range n {
+			<-slots
+		}
+	}
 	var fatal error
 	for fetchCtx.Err() == nil {
+		// Wait for one free slot, then take every other free one: the
+		// pull request asks for as many articles as can start now.
 		select {
 		case slots <- struct{}{}:
 		case <-fetchCtx.Done():
 			continue
 		}
-		msg, err := it.Next(jetstream.NextContext(fetchCtx))
+		n := 1
+	more:
+		for n < limit {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		batch, err := c.Fetch(n, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
-			<-slots
+			release(n)
 			if fetchCtx.Err() != nil {
 				break
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-				errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
 				fatal = fmt.Errorf("pipeline: consume %s: %w", dir, err)
 				break
 			}
@@ -232,28 +256,30 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 			}
 			continue
 		}
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			defer func() { <-slots }()
-			p.work(fetchCtx, workCtx, dir, msg)
-		}()
-	}
-	// Stop pulling and hand back what is buffered, so another replica
-	// takes it now rather than after AckWait. The naks wait until the
-	// subscription is gone: a nak'ed message redelivered into our still
-	// open pull request would otherwise sit unacknowledged.
-	it.Drain()
-	var buffered []jetstream.Msg
-	for {
-		msg, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
-		if err != nil {
-			break
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				defer func() { <-slots }()
+				p.work(fetchCtx, workCtx, dir, msg)
+			}()
 		}
-		buffered = append(buffered, msg)
-	}
-	for _, msg := range buffered {
-		_ = msg.Nak()
+		release(n - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrConnectionClosed) || p.nc.IsClosed() {
+				fatal = fmt.Errorf("pipeline: consume %s: %w", dir, err)
+				break
+			}
+			if got == 0 {
+				p.log.Warn("pipeline: pull failed", "direction", dir, "err", err)
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-fetchCtx.Done():
+				}
+			}
+		}
 	}
 	return fatal
 }
@@ -278,7 +304,9 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	select {
 	case p.cpu <- struct{}{}:
 	case <-fetchCtx.Done():
-		_ = msg.Nak() // not started: let another replica have it
+		// Not started: let another replica have it — after our own pull
+		// request has expired, or it would come straight back to us.
+		_ = msg.NakWithDelay(handBackDelay)
 		return
 	}
 	v := p.process(workCtx, dir, msg.Data(), delivered)
@@ -287,7 +315,7 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	log := p.log.With("direction", d, "article_id", v.articleID, "delivery", delivered)
 	if v.retry {
 		if workCtx.Err() != nil {
-			_ = msg.Nak()
+			_ = msg.NakWithDelay(handBackDelay)
 			log.Info("article returned to the queue at shutdown")
 			return
 		}
