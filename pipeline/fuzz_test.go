@@ -16,12 +16,12 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		a, req, err := parse(payload)
 		if err != nil {
-			if req != nil && req.ArticleID != "" && !validID(req.ArticleID) {
+			if req != nil && req.ArticleID != "" && !ValidID(req.ArticleID) {
 				t.Fatalf("invalid id %q kept for the error result", req.ArticleID)
 			}
 			return
 		}
-		if !validID(req.ArticleID) || (a.Raw == nil) == (a.RawRef == nil) {
+		if !ValidID(req.ArticleID) || (a.Raw == nil) == (a.RawRef == nil) {
 			t.Fatalf("accepted %q", payload)
 		}
 		if a.RawRef != nil {

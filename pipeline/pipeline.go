@@ -491,13 +491,13 @@ func parse(payload []byte) (*Article, *article.Request, error) {
 		return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
 	}
 	req := &article.Request{Options: a.Options}
-	if validID(a.ArticleID) {
+	if ValidID(a.ArticleID) {
 		req.ArticleID = a.ArticleID
 	}
-	if validID(a.TicketID) {
+	if ValidID(a.TicketID) {
 		req.TicketID = a.TicketID
 	}
-	if validID(a.Attempt) {
+	if ValidID(a.Attempt) {
 		req.Attempt = a.Attempt
 	}
 	switch {
@@ -506,13 +506,13 @@ func parse(payload []byte) (*Article, *article.Request, error) {
 	case a.ArticleID == "":
 		return &a, req, permanent(CodeInvalidRequest, "article_id is missing")
 	case req.ArticleID == "":
-		return &a, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", MaxIDLen)
 	case a.Attempt != "" && req.Attempt == "":
-		return &a, req, permanent(CodeInvalidRequest, "attempt is longer than %d bytes or contains control characters", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "attempt is longer than %d bytes or contains control characters", MaxIDLen)
 	case a.TicketID != "" && req.TicketID == "":
-		return &a, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", maxIDLen)
-	case len(a.Group) > maxIDLen:
-		return &a, req, permanent(CodeInvalidRequest, "group is longer than %d bytes", maxIDLen)
+		return &a, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", MaxIDLen)
+	case len(a.Group) > MaxIDLen:
+		return &a, req, permanent(CodeInvalidRequest, "group is longer than %d bytes", MaxIDLen)
 	case (a.Raw == nil) == (a.RawRef == nil):
 		return &a, req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
 	}
@@ -728,8 +728,11 @@ func (p *Pipeline) publishDead(ctx context.Context, dir article.Direction, in in
 	return nil
 }
 
-func validID(s string) bool {
-	if s == "" || len(s) > maxIDLen {
+// ValidID reports whether s may be an article, ticket or attempt id: not
+// empty, at most MaxIDLen bytes, no control characters (ids end up in
+// NATS headers and logs).
+func ValidID(s string) bool {
+	if s == "" || len(s) > MaxIDLen {
 		return false
 	}
 	for _, r := range s {
@@ -817,13 +820,13 @@ func (p *Pipeline) deadLetterStuck(ctx context.Context, dir article.Direction, a
 	}}
 	var a Article
 	if json.Unmarshal(raw.Data, &a) == nil {
-		if validID(a.ArticleID) {
+		if ValidID(a.ArticleID) {
 			v.articleID = a.ArticleID
 		}
-		if validID(a.TicketID) {
+		if ValidID(a.TicketID) {
 			v.res.TicketID = a.TicketID
 		}
-		if validID(a.Attempt) {
+		if ValidID(a.Attempt) {
 			v.res.Attempt = a.Attempt
 		}
 	}

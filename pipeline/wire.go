@@ -42,7 +42,7 @@ const (
 )
 
 // Limits on identifiers: they end up in NATS headers and logs.
-const maxIDLen = 256
+const MaxIDLen = 256
 
 // ObjectRef points into a JetStream Object Store (claim check).
 type ObjectRef struct {

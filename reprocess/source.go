@@ -15,7 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"unicode"
+
+	"github.com/secmail/secmail/pipeline"
 )
 
 // Item is one article to republish.
@@ -48,21 +49,6 @@ func (b BadInput) String() string {
 // the messages, and reports no bad input.
 type source interface {
 	scan(ctx context.Context, withRaw bool, item func(Item) error, bad func(BadInput)) error
-}
-
-// maxIDLen mirrors the pipeline's limit on identifiers.
-const maxIDLen = 256
-
-func validID(s string) bool {
-	if s == "" || len(s) > maxIDLen {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return false
-		}
-	}
-	return true
 }
 
 // hashID is the article id of a message without one: stable, so a re-run
@@ -98,7 +84,7 @@ func (s dirSource) scan(ctx context.Context, withRaw bool, item func(Item) error
 		path := filepath.Join(s.dir, name)
 		id := strings.TrimSuffix(name, ".eml")
 		it := Item{ArticleID: id, Where: path}
-		if !validID(id) {
+		if !pipeline.ValidID(id) {
 			if withRaw {
 				bad(BadInput{File: path, Err: "file name is not a valid article id"})
 			}
@@ -327,13 +313,13 @@ func (s jsonlSource) scan(ctx context.Context, withRaw bool, item func(Item) err
 			continue
 		}
 		switch {
-		case !validID(e.ArticleID):
+		case !pipeline.ValidID(e.ArticleID):
 			report("article_id is missing or invalid")
 			continue
-		case e.TicketID != "" && !validID(e.TicketID):
+		case e.TicketID != "" && !pipeline.ValidID(e.TicketID):
 			report("ticket_id is invalid")
 			continue
-		case len(e.Group) > maxIDLen:
+		case len(e.Group) > pipeline.MaxIDLen:
 			report("group is too long")
 			continue
 		}
