@@ -14,6 +14,7 @@ import (
 	"github.com/secmail/secmail/article"
 	"github.com/secmail/secmail/handlers"
 	"github.com/secmail/secmail/keyring"
+	"github.com/secmail/secmail/mimewalk"
 	"github.com/secmail/secmail/reason"
 	"github.com/secmail/secmail/result"
 )
@@ -48,7 +49,16 @@ func (k *keyringFlags) register(fs *flag.FlagSet) {
 type fileConfig struct {
 	Lang      string                   `json:"lang"`
 	Allow3DES *bool                    `json:"allow_3des"`
+	Limits    *limitsConfig            `json:"limits"`
 	Outbound  *handlers.OutboundConfig `json:"outbound"`
+}
+
+// limitsConfig bounds what one message may cost; zero keeps the default.
+type limitsConfig struct {
+	MaxSize        int `json:"max_size"`         // bytes, default 50 MiB
+	MaxDepth       int `json:"max_depth"`        // MIME nesting, default 32
+	MaxParts       int `json:"max_parts"`        // parts per message, default 1000
+	MaxHeaderBytes int `json:"max_header_bytes"` // per header block, default 256 KiB
 }
 
 // handler loads the keyring and returns a handler over it.
@@ -100,6 +110,9 @@ func loadConfig(path, lang string) (handlers.Config, error) {
 		}
 		if fc.Allow3DES != nil {
 			cfg.Allow3DES = *fc.Allow3DES
+		}
+		if l := fc.Limits; l != nil {
+			cfg.Limits = mimewalk.Limits{MaxSize: l.MaxSize, MaxDepth: l.MaxDepth, MaxParts: l.MaxParts, MaxHeaderBytes: l.MaxHeaderBytes}
 		}
 		if fc.Outbound != nil {
 			oc := *fc.Outbound
