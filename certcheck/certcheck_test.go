@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/reason"
 )
@@ -37,12 +38,7 @@ var (
 
 func getPKI(t *testing.T) *pki {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("openssl is required in CI: %v", err)
-		}
-		t.Skip("openssl not installed")
-	}
+	testpeer.Need(t, "openssl")
 	pkiOnce.Do(func() { pkiVal, pkiErr = buildPKI() })
 	if pkiErr != nil {
 		t.Fatalf("building PKI with openssl: %v", pkiErr)

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 )
 
@@ -52,12 +53,7 @@ var (
 // envNeedOpenSSL skips without openssl, except in CI where it must exist.
 func envNeedOpenSSL(tb testing.TB) {
 	tb.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("openssl is required in CI: %v", err)
-		}
-		tb.Skipf("openssl not installed: %v", err)
-	}
+	testpeer.Need(tb, "openssl")
 }
 
 // envGetFixture generates the keys once per test binary. Certificates are

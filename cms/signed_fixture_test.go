@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 )
 
@@ -42,12 +43,7 @@ var (
 // sdNeedOpenSSL skips without openssl, but fails in CI where it must exist.
 func sdNeedOpenSSL(tb testing.TB) {
 	tb.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("openssl is required in CI: %v", err)
-		}
-		tb.Skip("openssl not installed")
-	}
+	testpeer.Need(tb, "openssl")
 }
 
 // sdGetFixture builds the PKI once per test binary.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/secmail/secmail/demopki"
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/keyring"
 )
@@ -44,14 +45,8 @@ var (
 )
 
 func need(t testing.TB, tools ...string) {
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required in CI: %v", tool, err)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	t.Helper()
+	testpeer.Need(t, tools...)
 }
 
 func getWorld(t testing.TB) *world {

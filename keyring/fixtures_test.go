@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/secmail/secmail/internal/testpeer"
 )
 
 // Test fixtures come from the real openssl and gpg binaries, generated once
@@ -52,12 +54,7 @@ func TestMain(m *testing.M) {
 // needTool skips without the tool, but fails in CI where it must exist.
 func needTool(t testing.TB, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
+	testpeer.Need(t, name)
 }
 
 func fixtures(t testing.TB) *fixtureSet {
