@@ -84,20 +84,30 @@ func (h *Handler) chooseSMIMERecipient(ctx context.Context, addr string, trust *
 	}
 	switch {
 	case rc.cert != nil:
-		rc.rcpt.Status = StatusFound
 		rc.rcpt.Certificate = result.Summarize(rc.cert)
-		rc.rcpt.Comment = reason.Text(h.cfg.Lang, reason.MsgCertFound, addr)
 	case firstErr != nil:
-		c := codeOr(firstErr, reason.NoCertificate)
-		rc.rcpt.Status, rc.rcpt.Reason = statusOf(c), &c
 		rc.rcpt.Certificate = result.Summarize(failed)
-		rc.rcpt.Comment = reason.Comment(h.cfg.Lang, c)
-	default:
-		c := reason.NoCertificate
-		rc.rcpt.Status, rc.rcpt.Reason = StatusMissing, &c
-		rc.rcpt.Comment = reason.Text(h.cfg.Lang, reason.MsgCertsNotFound, addr)
 	}
+	h.setStatus(&rc.rcpt, rc.cert != nil, firstErr, reason.NoCertificate)
 	return rc, nil
+}
+
+// setStatus fills a recipient's status, reason and comment: found, the
+// most telling failure of its keys, or missing (code when it has none).
+func (h *Handler) setStatus(r *article.Recipient, found bool, failure error, missing reason.Code) {
+	switch {
+	case found:
+		r.Status = StatusFound
+		r.Comment = reason.Text(h.cfg.Lang, reason.MsgCertFound, r.Address)
+	case failure != nil:
+		c := codeOr(failure, missing)
+		r.Status, r.Reason = statusOf(c), &c
+		r.Comment = reason.Comment(h.cfg.Lang, c)
+	default:
+		c := missing
+		r.Status, r.Reason = StatusMissing, &c
+		r.Comment = reason.Text(h.cfg.Lang, reason.MsgCertsNotFound, r.Address)
+	}
 }
 
 // betterFailure prefers reporting "expired" over "untrusted" and so on:
@@ -136,20 +146,10 @@ func (h *Handler) choosePGPRecipient(ctx context.Context, addr string, now time.
 			rc.entity = e
 		}
 	}
-	switch {
-	case rc.entity != nil:
-		rc.rcpt.Status = StatusFound
+	if rc.entity != nil {
 		rc.rcpt.Key = pgp.Summarize(rc.entity)
-		rc.rcpt.Comment = reason.Text(h.cfg.Lang, reason.MsgCertFound, addr)
-	case firstErr != nil:
-		c := codeOr(firstErr, reason.NoPublicKey)
-		rc.rcpt.Status, rc.rcpt.Reason = statusOf(c), &c
-		rc.rcpt.Comment = reason.Comment(h.cfg.Lang, c)
-	default:
-		c := reason.NoPublicKey
-		rc.rcpt.Status, rc.rcpt.Reason = StatusMissing, &c
-		rc.rcpt.Comment = reason.Text(h.cfg.Lang, reason.MsgCertsNotFound, addr)
 	}
+	h.setStatus(&rc.rcpt, rc.entity != nil, firstErr, reason.NoPublicKey)
 	return rc, nil
 }
 
