@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
@@ -54,6 +55,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		noProgress bool
 		verbose    bool
 		cpuProfile string
+		memProfile string
 		traceFile  string
 	)
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL of running workers; empty starts an embedded server with --workers in-process workers")
@@ -77,6 +79,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress display on stderr")
 	fs.BoolVar(&verbose, "v", false, "log the workers' warnings to stderr")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&memProfile, "memprofile", "", "write a heap profile taken at the run's peak heap to this file (attributes memory to workers, server and load test)")
 	fs.StringVar(&traceFile, "trace", "", "write an execution trace of the whole run to this file (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -119,6 +122,10 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 3
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if memProfile != "" {
+		stop := peakHeapProfile(memProfile, 2*time.Second)
+		defer stop()
 	}
 	if traceFile != "" {
 		f, err := os.Create(traceFile)
@@ -203,4 +210,35 @@ func counts(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// peakHeapProfile samples the heap every interval and keeps, in path, the
+// heap profile of the largest in-use heap seen; stop writes nothing more.
+func peakHeapProfile(path string, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var peak uint64
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse <= peak {
+				continue
+			}
+			peak = ms.HeapInuse
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				_ = f.Close()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
