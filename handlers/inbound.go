@@ -99,13 +99,17 @@ const (
 	layerInlinePGP
 )
 
+// maxLayers bounds nested security layers (triple wrap is three); more is
+// an attack on our CPU, not mail.
+const maxLayers = 8
+
 // unwrap peels security layers off p until plain content remains. It
 // returns the innermost entity (header + body) and whether anything was
 // unwrapped.
 func (in *inbound) unwrap(p *mimewalk.Part) (entity []byte, changed bool, err error) {
 	entity = p.Raw
-	for depth := 0; ; depth++ {
-		if depth > in.h.cfg.Limits.MaxDepth && in.h.cfg.Limits.MaxDepth > 0 || depth > 16 {
+	for layers := 0; ; layers++ {
+		if layers > maxLayers {
 			in.failLayer(result.SMIME, reason.TooComplex)
 			return entity, changed, nil
 		}
@@ -557,11 +561,9 @@ func armorBlock(b []byte, kind string) []byte {
 	if i < 0 {
 		return b
 	}
-	endMarker := []byte("-----END PGP ")
+	endMarker := []byte("-----END PGP " + kind + "-----")
 	if kind == "SIGNED MESSAGE" {
 		endMarker = []byte("-----END PGP SIGNATURE-----")
-	} else {
-		endMarker = []byte("-----END PGP " + kind + "-----")
 	}
 	j := bytes.Index(b[i:], endMarker)
 	if j < 0 {
