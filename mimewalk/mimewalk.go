@@ -228,6 +228,12 @@ func (p *Part) Decode() ([]byte, error) {
 	case "", "7bit", "8bit", "binary":
 		return p.Body, nil
 	case "base64":
+		// Fast path: well-formed base64 in lines (the decoder skips CR and
+		// LF itself), decoded without a cleaned copy.
+		out := make([]byte, base64.StdEncoding.DecodedLen(len(p.Body)))
+		if n, err := base64.StdEncoding.Decode(out, p.Body); err == nil {
+			return out[:n], nil
+		}
 		clean := make([]byte, 0, len(p.Body))
 		for _, c := range p.Body {
 			switch c {
@@ -238,7 +244,11 @@ func (p *Part) Decode() ([]byte, error) {
 		}
 		// Tolerate missing padding, which some MUAs produce.
 		clean = bytes.TrimRight(clean, "=")
-		out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
+		if need := base64.RawStdEncoding.DecodedLen(len(clean)); cap(out) >= need {
+			out = out[:need]
+		} else {
+			out = make([]byte, need)
+		}
 		n, err := base64.RawStdEncoding.Decode(out, clean)
 		if err != nil {
 			return nil, reason.Wrap(reason.Malformed, err, "base64 body")
@@ -317,4 +327,8 @@ func (p *Part) String() string {
 	return sb.String()
 }
 
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+// bufioReader reads a header block; sized to it, since a 4 KiB buffer per
+// MIME part is most of the walker's allocation.
+func bufioReader(b []byte) *bufio.Reader {
+	return bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)
+}
