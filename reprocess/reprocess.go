@@ -171,6 +171,10 @@ type runner struct {
 	results    *os.File
 	checkpoint *os.File
 	writeErr   error
+	// closed is set (under mu) when the output files are closed: a result
+	// the consumer still delivers then is not counted, so the summary and
+	// the checkpoint agree.
+	closed bool
 }
 
 // Run republishes the input and waits for the results. Bad input is
@@ -184,10 +188,13 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config) (*Summary, err
 		return &r.sum, err
 	}
 	err := r.run(ctx)
-	r.sum.Elapsed = time.Since(r.started)
+	// Close first: after it no late result changes the summary.
 	if cerr := r.close(); err == nil {
 		err = cerr
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sum.Elapsed = time.Since(r.started)
 	return &r.sum, err
 }
 
@@ -492,7 +499,7 @@ func (r *runner) onResult(data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.wanted[head.ArticleID]
-	if e == nil || e.done {
+	if e == nil || e.done || r.closed {
 		return
 	}
 	if e.published.IsZero() {
@@ -562,6 +569,9 @@ func (r *runner) startTimeouts() func() {
 }
 
 func (r *runner) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
 	var errs []error
 	for _, f := range []*os.File{r.results, r.checkpoint} {
 		if f == nil {
