@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secmail/secmail/cms"
 	"github.com/secmail/secmail/reason"
 	"github.com/secmail/secmail/result"
 )
@@ -446,5 +447,28 @@ func TestInboundPGPInterop(t *testing.T) {
 				t.Errorf("processed message still encrypted")
 			}
 		})
+	}
+}
+
+// TestInboundTooManyLayers: a message wrapped in more signature layers than
+// any real mail has is refused as too-complex instead of costing unbounded
+// CPU.
+func TestInboundTooManyLayers(t *testing.T) {
+	w := getWorld(t)
+	h := New(w.keyring(t, w.dir), DefaultConfig())
+	entity := []byte(textEntity)
+	for i := 0; i < maxLayers+2; i++ {
+		der, err := cms.Sign(entity, w.alice.Cert, w.alice.Key, nil, cms.SignOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entity = smimePart("signed-data", der)
+	}
+	out, err := h.Inbound(bg, append([]byte(headers("alice@customer.example")), entity...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := out.Security.Encryption.Reason; c == nil || *c != reason.TooComplex {
+		t.Fatalf("security = %+v, want too-complex", out.Security)
 	}
 }
