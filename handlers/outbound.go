@@ -205,7 +205,7 @@ type outbound struct {
 type plan struct {
 	typ        result.Type
 	signErr    reason.Code // "" when a signing key exists
-	smimeKey   *smimeSigner
+	smimeKey   *keys.SMIMEKey
 	pgpKey     *openpgp.Entity
 	recipients []recipientChoice
 	bcc        []recipientChoice
@@ -484,7 +484,7 @@ func (ob *outbound) smime(p *plan, entity []byte, doSign, doEnc bool, header tex
 	oc := ob.h.cfg.Outbound
 	body := entity
 	if doSign {
-		k := p.smimeKey.key
+		k := p.smimeKey
 		opts := cms.SignOptions{Detached: !oc.Opaque, Hash: oc.Hash, PSS: oc.PSS, SigningTime: ob.now}
 		if opts.Hash == 0 {
 			opts.Hash = crypto.SHA256

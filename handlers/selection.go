@@ -153,13 +153,8 @@ func (h *Handler) choosePGPRecipient(ctx context.Context, addr string, now time.
 	return rc, nil
 }
 
-// smimeSigner is our key for signing as one address.
-type smimeSigner struct {
-	key keys.SMIMEKey
-}
-
 // chooseSMIMESigner picks our usable signing key for from, valid longest.
-func (h *Handler) chooseSMIMESigner(ctx context.Context, from string, now time.Time) (*smimeSigner, reason.Code, error) {
+func (h *Handler) chooseSMIMESigner(ctx context.Context, from string, now time.Time) (*keys.SMIMEKey, reason.Code, error) {
 	ks, err := h.src.SMIMEKeysByEmail(ctx, from)
 	if err != nil && !errors.Is(err, keys.ErrNotFound) {
 		return nil, "", transient(err, "looking up our signing keys")
@@ -188,7 +183,7 @@ func (h *Handler) chooseSMIMESigner(ctx context.Context, from string, now time.T
 	if best == nil {
 		return nil, code, nil
 	}
-	return &smimeSigner{key: *best}, "", nil
+	return best, "", nil
 }
 
 // choosePGPSigner picks our unlocked secret key whose UID (or domain alias)
