@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
@@ -223,15 +222,7 @@ func buildPKI() (*pki, error) {
 
 	p := &pki{certs: map[string]*x509.Certificate{}}
 	readCert := func(name string) (*x509.Certificate, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name+".pem"))
-		if err != nil {
-			return nil, err
-		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM", name)
-		}
-		return x509.ParseCertificate(blk.Bytes)
+		return testpeer.ReadCert(filepath.Join(dir, name+".pem"))
 	}
 	for _, l := range append(leaves, leafSpec{name: "untrusted"}) {
 		if p.certs[l.name], err = readCert(l.name); err != nil {
@@ -247,15 +238,11 @@ func buildPKI() (*pki, error) {
 	if p.inter, err = readCert("inter"); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "inter.crl"))
+	crlDER, err := testpeer.ReadPEM(filepath.Join(dir, "inter.crl"))
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("inter.crl: no PEM")
-	}
-	if p.crl, err = x509.ParseRevocationList(blk.Bytes); err != nil {
+	if p.crl, err = x509.ParseRevocationList(crlDER); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/reason"
 )
@@ -36,7 +37,7 @@ func envBigMessage(tb testing.TB, fx *envFixture, size int, how string) (plain, 
 	case "gcm":
 		der, err = Encrypt(plain, []*x509.Certificate{fx.ecP256.cert}, EncryptOptions{Cipher: AES256GCM})
 	case "openssl-stream-cbc", "openssl-stream-gcm":
-		envNeedOpenSSL(tb)
+		testpeer.Need(tb, "openssl")
 		c := "-aes256"
 		if how == "openssl-stream-gcm" {
 			c = "-aes-256-gcm"

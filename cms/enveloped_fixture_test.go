@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 )
 
@@ -49,12 +48,6 @@ var (
 	envFix     *envFixture
 	envFixErr  error
 )
-
-// envNeedOpenSSL skips without openssl, except in CI where it must exist.
-func envNeedOpenSSL(tb testing.TB) {
-	tb.Helper()
-	testpeer.Need(tb, "openssl")
-}
 
 // envGetFixture generates the keys once per test binary. Certificates are
 // made with crypto/x509; the peer under test is openssl cms.

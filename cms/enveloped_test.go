@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/reason"
 )
@@ -44,7 +45,7 @@ func envKeys(ps ...*envParty) []keys.SMIMEKey {
 
 // TestDecryptOpenSSL decrypts what openssl cms -encrypt produces.
 func TestDecryptOpenSSL(t *testing.T) {
-	envNeedOpenSSL(t)
+	testpeer.Need(t, "openssl")
 	fx := envGetFixture(t)
 	A, B, C := fx.rsaA, fx.rsaB, fx.rsaC
 	P256, P384 := fx.ecP256, fx.ecP384
@@ -184,7 +185,7 @@ func TestDecryptOpenSSL(t *testing.T) {
 // TestDecryptNoPrivateKeyDetail checks that the error names what the
 // message was addressed to.
 func TestDecryptNoPrivateKeyDetail(t *testing.T) {
-	envNeedOpenSSL(t)
+	testpeer.Need(t, "openssl")
 	fx := envGetFixture(t)
 	tests := []struct {
 		name string
@@ -216,7 +217,7 @@ func TestDecryptNoPrivateKeyDetail(t *testing.T) {
 // TestDecryptBadInput covers damaged messages: every failure is a typed
 // error and never comes with plaintext.
 func TestDecryptBadInput(t *testing.T) {
-	envNeedOpenSSL(t)
+	testpeer.Need(t, "openssl")
 	fx := envGetFixture(t)
 	ours := envKeys(fx.rsaA, fx.ecP256)
 	plain := envRandom(t, 4096)
@@ -274,7 +275,7 @@ func envSignedDataLike() []byte {
 // TestEncryptOpenSSL checks that openssl cms -decrypt opens what Encrypt
 // produces, for every recipient, and that Decrypt does too.
 func TestEncryptOpenSSL(t *testing.T) {
-	envNeedOpenSSL(t)
+	testpeer.Need(t, "openssl")
 	fx := envGetFixture(t)
 	A, B, P256, P384 := fx.rsaA, fx.rsaB, fx.ecP256, fx.ecP384
 	tests := []struct {

@@ -40,16 +40,10 @@ var (
 	sdFixtureErr  error
 )
 
-// sdNeedOpenSSL skips without openssl, but fails in CI where it must exist.
-func sdNeedOpenSSL(tb testing.TB) {
-	tb.Helper()
-	testpeer.Need(tb, "openssl")
-}
-
 // sdGetFixture builds the PKI once per test binary.
 func sdGetFixture(tb testing.TB) *sdFixture {
 	tb.Helper()
-	sdNeedOpenSSL(tb)
+	testpeer.Need(tb, "openssl")
 	sdFixtureOnce.Do(func() { sdFixtureVal, sdFixtureErr = sdBuildFixture() })
 	if sdFixtureErr != nil {
 		tb.Fatalf("building openssl fixture: %v", sdFixtureErr)
@@ -146,7 +140,7 @@ func sdBuildFixture() (*sdFixture, error) {
 			}
 		}
 		l := &sdLeaf{name: lk.name, certPath: lk.name + ".pem", keyPath: lk.name + ".key"}
-		if l.cert, err = sdReadCert(filepath.Join(dir, l.certPath)); err != nil {
+		if l.cert, err = testpeer.ReadCert(filepath.Join(dir, l.certPath)); err != nil {
 			return nil, err
 		}
 		if l.key, err = sdReadKey(filepath.Join(dir, l.keyPath)); err != nil {
@@ -154,10 +148,10 @@ func sdBuildFixture() (*sdFixture, error) {
 		}
 		fx.leaves[lk.name] = l
 	}
-	if fx.root, err = sdReadCert(filepath.Join(dir, "root.pem")); err != nil {
+	if fx.root, err = testpeer.ReadCert(filepath.Join(dir, "root.pem")); err != nil {
 		return nil, err
 	}
-	if fx.inter, err = sdReadCert(filepath.Join(dir, "inter.pem")); err != nil {
+	if fx.inter, err = testpeer.ReadCert(filepath.Join(dir, "inter.pem")); err != nil {
 		return nil, err
 	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.pem"))
@@ -181,18 +175,6 @@ func splitArgs(s string) []string {
 		out = append(out, string(f))
 	}
 	return out
-}
-
-func sdReadCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM", path)
-	}
-	return x509.ParseCertificate(blk.Bytes)
 }
 
 func sdReadKey(path string) (crypto.Signer, error) {

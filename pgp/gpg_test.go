@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/secmail/secmail/internal/testpeer"
 )
 
 // The interop fixtures are made by the real gpg once per test binary, in a
@@ -178,12 +180,7 @@ func TestMain(m *testing.M) {
 // when gpg is not installed.
 func getFixtures(tb testing.TB) *fixtures {
 	tb.Helper()
-	if _, err := exec.LookPath("gpg"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("gpg is required under CI: %v", err)
-		}
-		tb.Skipf("gpg not installed: %v", err)
-	}
+	testpeer.Need(tb, "gpg")
 	fxOnce.Do(func() { fx, fxErr = makeFixtures() })
 	if fxErr != nil {
 		tb.Fatalf("making gpg fixtures: %v", fxErr)

@@ -4,6 +4,9 @@
 package testpeer
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -21,4 +24,27 @@ func Need(tb testing.TB, tools ...string) {
 			tb.Skipf("%s not installed", tool)
 		}
 	}
+}
+
+// ReadPEM returns the DER bytes of the first PEM block in the file at path
+// (the files the peers write).
+func ReadPEM(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	return blk.Bytes, nil
+}
+
+// ReadCert parses the first certificate in the PEM file at path.
+func ReadCert(path string) (*x509.Certificate, error) {
+	der, err := ReadPEM(path)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }

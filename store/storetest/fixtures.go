@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/secmail/secmail/internal/testpeer"
 )
 
 // Passphrase protects every protected fixture.
@@ -67,12 +69,7 @@ var (
 // openssl is missing (fails when CI is set).
 func Fx(t testing.TB) *Fixtures {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl not installed")
-		}
-		t.Skip("openssl not installed")
-	}
+	testpeer.Need(t, "openssl")
 	fixOnce.Do(func() { fix, fixErr = generate() })
 	if fixErr != nil {
 		t.Fatal(fixErr)
@@ -137,24 +134,20 @@ subjectAltName=email:copy
 	for _, n := range []string{"ca.pem", "alice.pem", "alice.der", "alice.key", "alice.enc.key", "bob.pem", "bob.key", "bob.p12", "bundle.p7b", "bundle.p7b.der", "other.key", "bob.legacy.key"} {
 		f.Files[n] = filepath.Join(dir, n)
 	}
-	if f.CA, err = readCert(filepath.Join(dir, "ca.pem")); err != nil {
+	if f.CA, err = testpeer.ReadCert(filepath.Join(dir, "ca.pem")); err != nil {
 		return nil, err
 	}
-	if f.Alice, err = readCert(filepath.Join(dir, "alice.pem")); err != nil {
+	if f.Alice, err = testpeer.ReadCert(filepath.Join(dir, "alice.pem")); err != nil {
 		return nil, err
 	}
-	if f.Bob, err = readCert(filepath.Join(dir, "bob.pem")); err != nil {
+	if f.Bob, err = testpeer.ReadCert(filepath.Join(dir, "bob.pem")); err != nil {
 		return nil, err
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	keyDER, err := testpeer.ReadPEM(filepath.Join(dir, "ca.key"))
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(keyPEM)
-	if blk == nil {
-		return nil, fmt.Errorf("ca.key: no PEM")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	k, err := x509.ParsePKCS8PrivateKey(keyDER)
 	if err != nil {
 		return nil, fmt.Errorf("ca.key: %w", err)
 	}
@@ -258,18 +251,6 @@ func write(f *Fixtures, name string, data []byte) error {
 	p := filepath.Join(f.Dir, name)
 	f.Files[name] = p
 	return os.WriteFile(p, data, 0o600)
-}
-
-func readCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM", path)
-	}
-	return x509.ParseCertificate(blk.Bytes)
 }
 
 // CertTemplate returns an S/MIME leaf template for email.
