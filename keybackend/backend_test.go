@@ -16,8 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secmail/secmail/internal/softhsm"
 	"github.com/secmail/secmail/keybackend"
-	"github.com/secmail/secmail/keybackend/internal/softhsm"
 	"github.com/secmail/secmail/keys"
 )
 

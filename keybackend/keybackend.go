@@ -39,8 +39,11 @@ type Backend interface {
 //	if tk, ok := b.(keybackend.TokenKeys); ok { k, err := tk.KeyFor(cert.PublicKey) }
 type TokenKeys interface {
 	// Key returns the token key with that label, or with that CKA_ID in hex.
+	// When no key matches, the error matches keys.ErrNotFound; any other
+	// error is the token's (a session or device failure).
 	Key(labelOrID string) (keys.PrivateKey, error)
-	// KeyFor returns the token key for a certificate's public key.
+	// KeyFor returns the token key for a certificate's public key (errors
+	// as for Key).
 	KeyFor(pub crypto.PublicKey) (keys.PrivateKey, error)
 	// Import stores a software key on the token, non-extractable.
 	Import(label string, k keys.PrivateKey) (keys.PrivateKey, error)

@@ -39,7 +39,15 @@ type Config struct {
 }
 
 // ErrNotFound is returned when no key matches a label, id or public key.
-var ErrNotFound = errors.New("keybackend/pkcs11: key not found on token")
+// It also matches keys.ErrNotFound, so callers that only know the
+// keybackend.TokenKeys interface (the certificate cache) can tell a
+// missing key from a failing token without this build tag.
+var ErrNotFound error = notFound{}
+
+type notFound struct{}
+
+func (notFound) Error() string        { return "keybackend/pkcs11: key not found on token" }
+func (notFound) Is(target error) bool { return target == keys.ErrNotFound }
 
 // ErrClosed is returned after Token.Close.
 var ErrClosed = errors.New("keybackend/pkcs11: token closed")

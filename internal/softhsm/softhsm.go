@@ -1,6 +1,7 @@
 // Package softhsm sets up a throw-away SoftHSM2 token for tests of the
-// PKCS#11 backend: a private token directory and configuration, a token
-// initialised with softhsm2-util.
+// PKCS#11 backend and of the packages that use token keys (certcache): a
+// private token directory and configuration, a token initialised with
+// softhsm2-util.
 package softhsm
 
 import (
