@@ -292,11 +292,12 @@ func (s *Store) putCert(ctx context.Context, rec *CertRecord, c *x509.Certificat
 
 // linkExistingKey gives a new certificate the private key already stored
 // for another certificate with the same public key (a renewal that kept
-// its key), so it is usable at once. Without the master key the link is
-// left for a later re-import.
+// its key), so it is usable at once: a sealed key, or the same token key.
+// Without the master key a sealed key's link is left for a later
+// re-import.
 func (s *Store) linkExistingKey(ctx context.Context, fp string, c *x509.Certificate) error {
 	fps, err := s.IndexList(ctx, spkiIndexKey(c.RawSubjectPublicKeyInfo))
-	if err != nil || len(fps) < 2 || !s.HasMasterKey() {
+	if err != nil || len(fps) < 2 {
 		return err
 	}
 	for _, other := range fps {
@@ -308,7 +309,12 @@ func (s *Store) linkExistingKey(ctx context.Context, fp string, c *x509.Certific
 		if err != nil {
 			return err
 		}
-		if !found {
+		switch {
+		case !found:
+			continue
+		case kr.Token != nil:
+			return s.putTokenRef(ctx, fp, *kr.Token)
+		case !s.HasMasterKey():
 			continue
 		}
 		p, err := s.unseal(keyKey(other), kr.KID, kr.Sealed)
@@ -319,6 +325,19 @@ func (s *Store) linkExistingKey(ctx context.Context, fp string, c *x509.Certific
 		return err
 	}
 	return nil
+}
+
+// putTokenRef writes a token key record for a certificate that has no key
+// record yet (a renewal inheriting its predecessor's token key).
+func (s *Store) putTokenRef(ctx context.Context, fp string, ref TokenRef) error {
+	rec := keyRecord{Cert: fp, Token: &ref, ImportedAt: s.cfg.Now().UTC()}
+	if _, err := s.kv.Create(ctx, keyKey(fp), mustJSON(rec)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("store: write %s: %w", keyKey(fp), err)
+	}
+	if err := s.setKey(ctx, fp, KeyInToken, &ref); err != nil {
+		return err
+	}
+	return s.indexAdd(ctx, idxKeys, fp)
 }
 
 func (s *Store) planKey(ctx context.Context, src string, k keyring.PrivateKey, bundles []*keyring.Bundle) plan {
@@ -351,13 +370,29 @@ func (s *Store) planKey(ctx context.Context, src string, k keyring.PrivateKey, b
 	if err != nil {
 		return fail(err)
 	}
+	// Certificates whose key is attached in a token keep it: storing the
+	// upload there too would report "present" for a key that is not.
+	inToken := 0
 	for _, r := range stored {
 		if c, err := r.Certificate(); err == nil {
 			matches[r.Fingerprint] = c
 		}
 	}
-	if len(matches) == 0 {
+	for _, r := range stored {
+		if r.KeyLocation == KeyInToken {
+			inToken++
+			delete(matches, r.Fingerprint)
+		}
+	}
+	switch {
+	case len(matches) == 0 && inToken > 0:
+		return fail(fmt.Errorf("%s: %w; to store this key instead, delete the certificate and import both again", src, ErrKeyInToken))
+	case len(matches) == 0:
 		return fail(reason.New(reason.NoCertificate, "%s: the private key matches no stored or imported certificate", src))
+	}
+	var warning string
+	if inToken > 0 {
+		warning = fmt.Sprintf("not stored for %d certificate(s) whose key is in a PKCS#11 token", inToken)
 	}
 	for fp, c := range matches {
 		if e.ID == "" || fp < e.ID {
@@ -375,7 +410,7 @@ func (s *Store) planKey(ctx context.Context, src string, k keyring.PrivateKey, b
 				status = StatusAdded
 			}
 		}
-		return status, "", nil
+		return status, warning, nil
 	}}
 }
 
@@ -392,7 +427,7 @@ func (s *Store) putKey(ctx context.Context, fp string, k keyring.PrivateKey) (st
 	} else if err != nil {
 		return "", fmt.Errorf("store: write %s: %w", rk, err)
 	}
-	if err := s.setHasKey(ctx, fp, true); err != nil {
+	if err := s.setKey(ctx, fp, KeyInStore, nil); err != nil {
 		return "", err
 	}
 	if err := s.indexAdd(ctx, idxKeys, fp); err != nil {
@@ -401,7 +436,9 @@ func (s *Store) putKey(ctx context.Context, fp string, k keyring.PrivateKey) (st
 	return status, nil
 }
 
-func (s *Store) setHasKey(ctx context.Context, fp string, has bool) error {
+// setKey records on the certificate that it has a private key and where
+// (KeyInStore, or KeyInToken with the token key), for listings.
+func (s *Store) setKey(ctx context.Context, fp, location string, tok *TokenRef) error {
 	return s.modify(ctx, certKey(fp), func(cur []byte, found bool) ([]byte, bool, error) {
 		if !found {
 			return nil, false, errNotFound("certificate " + fp)
@@ -410,10 +447,11 @@ func (s *Store) setHasKey(ctx context.Context, fp string, has bool) error {
 		if err := json.Unmarshal(cur, &r); err != nil {
 			return nil, false, err
 		}
-		if r.HasPrivateKey == has {
+		r.fillKeyLocation()
+		if r.HasPrivateKey && r.KeyLocation == location && (r.Token == nil) == (tok == nil) && (tok == nil || *r.Token == *tok) {
 			return nil, false, nil
 		}
-		r.HasPrivateKey = has
+		r.HasPrivateKey, r.KeyLocation, r.Token = true, location, tok
 		return mustJSON(&r), true, nil
 	})
 }

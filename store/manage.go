@@ -120,6 +120,7 @@ func (s *Store) List(ctx context.Context, f Filter) (*Listing, error) {
 				if err := json.Unmarshal(val, &r); err != nil {
 					return fmt.Errorf("store: record %s: %w", key, err)
 				}
+				r.fillKeyLocation()
 				if keepCert(&r) {
 					out.Certs = append(out.Certs, r.CertInfo)
 				}
@@ -335,7 +336,12 @@ func (s *Store) Delete(ctx context.Context, id string) (*Entry, error) {
 		if err := s.deleteKey(ctx, certKey(r.Fingerprint)); err != nil {
 			return nil, err
 		}
-		s.audit(ctx, "delete", map[string]any{"kind": r.Kind, "id": r.Fingerprint, "subject": r.Subject, "had_private_key": r.HasPrivateKey})
+		what := map[string]any{"kind": r.Kind, "id": r.Fingerprint, "subject": r.Subject, "had_private_key": r.HasPrivateKey}
+		if r.Token != nil {
+			// The key itself stays in the token; say which one it was.
+			what["token"] = *r.Token
+		}
+		s.audit(ctx, "delete", what)
 		return e, nil
 	}
 	r := e.PGP

@@ -38,6 +38,11 @@ type CertInfo struct {
 	ExtKeyUsage        []string  `json:"ext_key_usage,omitempty"`
 	PublicKeyAlgorithm string    `json:"public_key_algorithm"`
 	HasPrivateKey      bool      `json:"has_private_key"`
+	// KeyLocation says where the private key is: "store" (sealed in the
+	// store) or "token" (in a PKCS#11 token, named by Token); empty
+	// without a private key.
+	KeyLocation string    `json:"key_location,omitempty"`
+	Token       *TokenRef `json:"token,omitempty"`
 	// SMIMECapabilities are those harvested from signed mail of the
 	// certificate's first address that has any (filled on Get/List).
 	SMIMECapabilities []string  `json:"smime_capabilities,omitempty"`
@@ -48,6 +53,14 @@ type CertInfo struct {
 type CertRecord struct {
 	CertInfo
 	DER []byte `json:"der"`
+}
+
+// fillKeyLocation completes records written before keys could live in a
+// token: a private key without a location is sealed in the store.
+func (ci *CertInfo) fillKeyLocation() {
+	if ci.HasPrivateKey && ci.KeyLocation == "" {
+		ci.KeyLocation = KeyInStore
+	}
 }
 
 // Certificate parses the stored DER.
@@ -118,12 +131,15 @@ func extKeyUsageNames(us []x509.ExtKeyUsage) []string {
 	return out
 }
 
-// keyRecord is a sealed S/MIME private key.
+// keyRecord is an S/MIME private key: sealed in the store (Format, KID,
+// Sealed), or a reference to a key in a PKCS#11 token (Token, and no key
+// material at all).
 type keyRecord struct {
 	Cert       string    `json:"cert"`
-	Format     string    `json:"format"`
-	KID        string    `json:"kid"`
-	Sealed     []byte    `json:"sealed"`
+	Format     string    `json:"format,omitempty"`
+	KID        string    `json:"kid,omitempty"`
+	Sealed     []byte    `json:"sealed,omitempty"`
+	Token      *TokenRef `json:"token,omitempty"`
 	ImportedAt time.Time `json:"imported_at"`
 }
 
@@ -254,6 +270,7 @@ func (s *Store) certRecord(ctx context.Context, fp string) (*CertRecord, uint64,
 	if err != nil || !found {
 		return nil, 0, found, err
 	}
+	r.fillKeyLocation()
 	return &r, rev, true, nil
 }
 

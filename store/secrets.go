@@ -44,7 +44,8 @@ func openPayload(mk *MasterKey, recordKey, kid string, sealed []byte) (*secretPa
 }
 
 // PrivateKeyUpload returns a certificate's private key exactly as uploaded,
-// its format ("pem", "der", "pkcs12") and its passphrase.
+// its format ("pem", "der", "pkcs12") and its passphrase. A key attached
+// in a PKCS#11 token has no upload: that is ErrKeyInToken.
 func (s *Store) PrivateKeyUpload(ctx context.Context, fp string) (raw []byte, format, passphrase string, err error) {
 	var r keyRecord
 	_, found, err := s.getJSON(ctx, keyKey(fp), &r)
@@ -54,6 +55,9 @@ func (s *Store) PrivateKeyUpload(ctx context.Context, fp string) (raw []byte, fo
 	if !found {
 		return nil, "", "", errNotFound("private key for certificate " + fp)
 	}
+	if r.Token != nil {
+		return nil, "", "", fmt.Errorf("%w: certificate %s uses key %q of token %q, which never leaves the token", ErrKeyInToken, fp, r.Token.Key, r.Token.Token)
+	}
 	p, err := s.unseal(keyKey(fp), r.KID, r.Sealed)
 	if err != nil {
 		return nil, "", "", err
@@ -61,38 +65,88 @@ func (s *Store) PrivateKeyUpload(ctx context.Context, fp string) (raw []byte, fo
 	return p.Raw, r.Format, p.Passphrase, nil
 }
 
-// SMIMEKeys returns every certificate that has a private key, with the
-// unsealed key and the chain of intermediates found in the store.
-func (s *Store) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
-	if !s.HasMasterKey() {
-		return nil, ErrNoMasterKey
-	}
+// KeyRef is one of our certificates that has a private key, as
+// SMIMEKeyRefs hands it out. Exactly one of these holds: Key is set (the
+// key was sealed in the store and is unsealed); Token is set (the key is
+// in a PKCS#11 token and the caller's key backend resolves it; Key is
+// nil); NeedsMasterKey is true (the key is sealed in the store and no
+// master key is configured; Key is nil).
+type KeyRef struct {
+	keys.SMIMEKey
+	Token          *TokenRef
+	NeedsMasterKey bool
+}
+
+// SMIMEKeyRefs returns every certificate that has a private key, with the
+// chain of intermediates found in the store: sealed keys unsealed, token
+// keys as references. Token keys need no master key, so a worker whose
+// keys are all in a token runs without one; sealed keys are then marked
+// NeedsMasterKey instead of failing the whole list.
+func (s *Store) SMIMEKeyRefs(ctx context.Context) ([]KeyRef, error) {
 	recs, err := s.CertsByIndex(ctx, idxKeys)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]keys.SMIMEKey, 0, len(recs))
+	mk := s.master.Load()
+	out := make([]KeyRef, 0, len(recs))
 	for _, r := range recs {
 		cert, err := r.Certificate()
 		if err != nil {
 			return nil, err
 		}
-		raw, format, pass, err := s.PrivateKeyUpload(ctx, r.Fingerprint)
-		if errors.Is(err, ErrNotFound) {
+		rk := keyKey(r.Fingerprint)
+		var kr keyRecord
+		_, found, err := s.getJSON(ctx, rk, &kr)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
 			continue // deleted concurrently
 		}
-		if err != nil {
+		ref := KeyRef{SMIMEKey: keys.SMIMEKey{Cert: cert}}
+		switch {
+		case kr.Token != nil:
+			t := *kr.Token
+			ref.Token = &t
+		case mk == nil:
+			ref.NeedsMasterKey = true
+			out = append(out, ref)
+			continue
+		default:
+			p, err := openPayload(mk, rk, kr.KID, kr.Sealed)
+			if err != nil {
+				return nil, err
+			}
+			if ref.Key, err = openKey(p.Raw, kr.Format, p.Passphrase, cert); err != nil {
+				return nil, fmt.Errorf("store: private key of %s: %w", r.Fingerprint, err)
+			}
+		}
+		if ref.Chain, err = s.chain(ctx, cert); err != nil {
 			return nil, err
 		}
-		k, err := openKey(raw, format, pass, cert)
-		if err != nil {
-			return nil, fmt.Errorf("store: private key of %s: %w", r.Fingerprint, err)
+		out = append(out, ref)
+	}
+	return out, nil
+}
+
+// SMIMEKeys returns every certificate whose private key is sealed in the
+// store, with the unsealed key and the chain of intermediates found in the
+// store. Keys in a PKCS#11 token are left out: SMIMEKeyRefs hands them out
+// for a key backend to resolve. It fails with ErrNoMasterKey when a sealed
+// key exists and no master key is configured.
+func (s *Store) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
+	refs, err := s.SMIMEKeyRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]keys.SMIMEKey, 0, len(refs))
+	for _, r := range refs {
+		switch {
+		case r.NeedsMasterKey:
+			return nil, ErrNoMasterKey
+		case r.Key != nil:
+			out = append(out, r.SMIMEKey)
 		}
-		chain, err := s.chain(ctx, cert)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, keys.SMIMEKey{Cert: cert, Chain: chain, Key: k})
 	}
 	return out, nil
 }

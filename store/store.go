@@ -105,7 +105,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	s := &Store{nc: nc, js: js, kv: kv, cfg: cfg, log: cfg.Logger}
 	s.master.Store(cfg.MasterKey)
 	if cfg.MasterKey == nil {
-		s.log.Warn("store: no master key configured; decryption and signing are unavailable", "env", MasterKeyEnv)
+		s.log.Warn("store: no master key configured: private keys sealed in the store are unavailable (keys in a PKCS#11 token are not affected)", "env", MasterKeyEnv)
 	}
 	return s, nil
 }
