@@ -6,13 +6,15 @@
 //
 // Private keys and passphrases never leave the process: unsealed keys are
 // held in memory only, and rebuilt after any change to keys or
-// certificates. Redis being down makes look-ups fall back to KV (counted);
+// certificates. Keys attached in a PKCS#11 token are never in memory at
+// all: the cache holds the backend's handles to them (Options.TokenKeys). Redis being down makes look-ups fall back to KV (counted);
 // NATS being briefly down leaves the cached entries serving.
 package certcache
 
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -28,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/store"
 )
@@ -68,7 +71,21 @@ type Options struct {
 	// LoadKey, when set, hands every unsealed private key to a key backend
 	// once (keybackend.Backend.Load), before it is cached in process.
 	LoadKey func(keys.PrivateKey) (keys.PrivateKey, error)
+	// TokenKeys resolves private keys that live only in a PKCS#11 token
+	// (records attached with `worker certs attach`): the key the record
+	// names, used only if its public key is the certificate's. Nil: such
+	// certificates have no usable key (logged once), and the handlers
+	// report no-private-key for them.
+	TokenKeys keybackend.TokenKeys
+	// TokenLabel is the label of the token TokenKeys opened (required with
+	// TokenKeys). A record naming another token is skipped with a warning.
+	TokenLabel string
 }
+
+// ErrTokenKeyMismatch is logged when the token key a certificate's record
+// names has a different public key: that key is refused for the
+// certificate.
+var ErrTokenKeyMismatch = errors.New("certcache: the token key's public key is not the certificate's")
 
 // Stats are cumulative counters.
 type Stats struct {
@@ -110,9 +127,10 @@ type Cache struct {
 	lastTrust  *keys.Trust     // served while the store is unreachable
 	pendingDel map[string]bool // Redis deletes that failed; retried
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	noKey  sync.Once
+	cancel  context.CancelFunc
+	done    chan struct{}
+	noKey   sync.Once
+	noToken sync.Once
 }
 
 // New returns a cache over st and starts its invalidation watcher, which
@@ -138,6 +156,9 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Cache, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.TokenKeys != nil && opts.TokenLabel == "" {
+		return nil, errors.New("certcache: Options.TokenKeys needs Options.TokenLabel")
 	}
 	c := &Cache{
 		st: st, opts: opts, log: opts.Logger, lru: newLRU(opts.LRUSize),
@@ -550,8 +571,12 @@ func (c *Cache) noMasterKey() {
 	})
 }
 
-// SMIMEKeys implements keys.Source. Without a master key it returns no
-// keys (handlers then report no-private-key) and logs it once.
+// SMIMEKeys implements keys.Source: keys sealed in the store, unsealed
+// (through LoadKey), and keys in a PKCS#11 token (through TokenKeys).
+// Without a master key sealed keys are left out (handlers then report
+// no-private-key) and that is logged once; token keys need none. A token
+// key that cannot be used is left out and logged, naming the certificate;
+// a failing token is an error, so the article is retried.
 func (c *Cache) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
 	c.mu.Lock()
 	if c.smimeOK {
@@ -562,23 +587,29 @@ func (c *Cache) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
 	}
 	c.mu.Unlock()
 	epoch := c.epoch.Load()
-	ks, err := c.st.SMIMEKeys(ctx)
-	if errors.Is(err, store.ErrNoMasterKey) {
-		c.noMasterKey()
-		return nil, nil
-	}
+	refs, err := c.st.SMIMEKeyRefs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("certcache: private keys: %w", err)
 	}
-	if c.opts.LoadKey != nil {
-		for i := range ks {
-			if ks[i].Key == nil {
+	ks := make([]keys.SMIMEKey, 0, len(refs))
+	for _, r := range refs {
+		switch {
+		case r.NeedsMasterKey:
+			c.noMasterKey()
+			continue
+		case r.Token != nil:
+			if r.Key, err = c.tokenKey(r); err != nil {
+				return nil, err
+			}
+			if r.Key == nil {
 				continue
 			}
-			if ks[i].Key, err = c.opts.LoadKey(ks[i].Key); err != nil {
+		case r.Key != nil && c.opts.LoadKey != nil:
+			if r.Key, err = c.opts.LoadKey(r.Key); err != nil {
 				return nil, fmt.Errorf("certcache: loading a private key into the key backend: %w", err)
 			}
 		}
+		ks = append(ks, r.SMIMEKey)
 	}
 	c.mu.Lock()
 	if c.epoch.Load() == epoch {
@@ -586,6 +617,46 @@ func (c *Cache) SMIMEKeys(ctx context.Context) ([]keys.SMIMEKey, error) {
 	}
 	c.mu.Unlock()
 	return append([]keys.SMIMEKey(nil), ks...), nil
+}
+
+// tokenKey finds the key a token record names. It returns nil and no
+// error for a record that cannot be used, and logs why: no token backend,
+// another token, no such key on the token, or a key that is not the
+// certificate's. Only a failing token is an error.
+func (c *Cache) tokenKey(r store.KeyRef) (keys.PrivateKey, error) {
+	ref := *r.Token
+	fp := store.Fingerprint(r.Cert)
+	attrs := []any{"fingerprint", fp, "subject", r.Cert.Subject.String(), "token", ref.Token, "key", ref.Key}
+	switch {
+	case c.opts.TokenKeys == nil:
+		c.noToken.Do(func() {
+			c.log.Error("certcache: private keys in a PKCS#11 token but no token key backend configured (--key-backend pkcs11): those certificates cannot decrypt or sign", attrs...)
+		})
+		return nil, nil
+	case ref.Token != c.opts.TokenLabel:
+		c.log.Warn("certcache: private key in another token than the configured one; certificate skipped", append(attrs, "configured_token", c.opts.TokenLabel)...)
+		return nil, nil
+	}
+	k, err := c.opts.TokenKeys.Key(ref.Key)
+	if errors.Is(err, keys.ErrNotFound) {
+		c.log.Error("certcache: token key not found; certificate skipped", append(attrs, "err", err)...)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("certcache: %s for certificate %s: %w", ref, fp, err)
+	}
+	if !samePublicKey(r.Cert, k) {
+		err := fmt.Errorf("%w: certificate %s (%s), %s", ErrTokenKeyMismatch, fp, r.Cert.Subject, ref)
+		c.log.Error("certcache: token key refused", append(attrs, "err", err)...)
+		return nil, nil
+	}
+	return k, nil
+}
+
+// samePublicKey reports whether k is the private half of cert's key.
+func samePublicKey(cert *x509.Certificate, k keys.PrivateKey) bool {
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(k.Public())
 }
 
 // SMIMEKeysByEmail implements keys.Source.
