@@ -472,11 +472,11 @@ func (p *Pipeline) process(ctx context.Context, dir article.Direction, payload [
 // decode parses and checks the input. A non-nil request is returned as far
 // as it could be parsed, so error results carry the ids.
 func (p *Pipeline) decode(ctx context.Context, payload []byte) (*article.Request, error) {
-	a, req, err := parse(payload)
+	env, req, err := parse(payload)
 	if err != nil {
 		return req, err
 	}
-	raw, err := p.loadRaw(ctx, a)
+	raw, err := p.loadRaw(ctx, env)
 	if err != nil {
 		return req, err
 	}
@@ -484,12 +484,30 @@ func (p *Pipeline) decode(ctx context.Context, payload []byte) (*article.Request
 	return req, nil
 }
 
+// envelope is a decoded Article and its raw field's base64 text, which
+// parse takes straight from the payload when it can (see splitRaw).
+type envelope struct {
+	Article
+	raw64 []byte
+}
+
 // parse decodes and checks the envelope, without the raw message.
-func parse(payload []byte) (*Article, *article.Request, error) {
-	var a Article
-	if err := json.Unmarshal(payload, &a); err != nil {
-		return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+func parse(payload []byte) (*envelope, *article.Request, error) {
+	var env envelope
+	if rest, raw64, ok := splitRaw(payload); ok {
+		if err := json.Unmarshal(rest, &env.Article); err != nil {
+			return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+		}
+		env.raw64 = raw64
+	} else {
+		if err := json.Unmarshal(payload, &env.Article); err != nil {
+			return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+		}
+		if env.Raw != nil {
+			env.raw64 = []byte(*env.Raw)
+		}
 	}
+	a := &env.Article
 	req := &article.Request{Options: a.Options}
 	if ValidID(a.ArticleID) {
 		req.ArticleID = a.ArticleID
@@ -502,43 +520,45 @@ func parse(payload []byte) (*Article, *article.Request, error) {
 	}
 	switch {
 	case a.Schema != SchemaArticleV1:
-		return &a, req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
+		return &env, req, permanent(CodeUnknownSchema, "unknown schema %q (want %s)", truncate(a.Schema, 64), SchemaArticleV1)
 	case a.ArticleID == "":
-		return &a, req, permanent(CodeInvalidRequest, "article_id is missing")
+		return &env, req, permanent(CodeInvalidRequest, "article_id is missing")
 	case req.ArticleID == "":
-		return &a, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", MaxIDLen)
+		return &env, req, permanent(CodeInvalidRequest, "article_id is longer than %d bytes or contains control characters", MaxIDLen)
 	case a.Attempt != "" && req.Attempt == "":
-		return &a, req, permanent(CodeInvalidRequest, "attempt is longer than %d bytes or contains control characters", MaxIDLen)
+		return &env, req, permanent(CodeInvalidRequest, "attempt is longer than %d bytes or contains control characters", MaxIDLen)
 	case a.TicketID != "" && req.TicketID == "":
-		return &a, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", MaxIDLen)
+		return &env, req, permanent(CodeInvalidRequest, "ticket_id is longer than %d bytes or contains control characters", MaxIDLen)
 	case len(a.Group) > MaxIDLen:
-		return &a, req, permanent(CodeInvalidRequest, "group is longer than %d bytes", MaxIDLen)
+		return &env, req, permanent(CodeInvalidRequest, "group is longer than %d bytes", MaxIDLen)
 	case (a.Raw == nil) == (a.RawRef == nil):
-		return &a, req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
+		return &env, req, permanent(CodeInvalidRequest, "exactly one of raw and raw_ref is required")
 	}
 	if t := a.Options.Type; t != nil && *t != string(result.SMIME) && *t != string(result.PGP) {
-		return &a, req, permanent(CodeInvalidRequest, "options.type %q is not %q or %q", truncate(*t, 32), result.SMIME, result.PGP)
+		return &env, req, permanent(CodeInvalidRequest, "options.type %q is not %q or %q", truncate(*t, 32), result.SMIME, result.PGP)
 	}
 	req.Group = a.Group
-	return &a, req, nil
+	return &env, req, nil
 }
 
-func (p *Pipeline) loadRaw(ctx context.Context, a *Article) ([]byte, error) {
+func (p *Pipeline) loadRaw(ctx context.Context, env *envelope) ([]byte, error) {
 	limit := p.cfg.MaxMessageBytes
-	if a.Raw != nil {
-		if int64(base64.StdEncoding.DecodedLen(len(*a.Raw))) > limit+3 {
+	if env.Raw != nil {
+		if int64(base64.StdEncoding.DecodedLen(len(env.raw64))) > limit+3 {
 			return nil, permanent(string(reason.TooLarge), "raw message exceeds %d bytes", limit)
 		}
-		raw, err := base64.StdEncoding.DecodeString(*a.Raw)
+		raw := make([]byte, base64.StdEncoding.DecodedLen(len(env.raw64)))
+		n, err := base64.StdEncoding.Decode(raw, env.raw64)
 		if err != nil {
 			return nil, permanent(string(reason.Malformed), "raw is not valid base64: %v", err)
 		}
+		raw = raw[:n]
 		if int64(len(raw)) > limit {
 			return nil, permanent(string(reason.TooLarge), "raw message of %d bytes exceeds %d", len(raw), limit)
 		}
 		return raw, nil
 	}
-	ref := a.RawRef
+	ref := env.RawRef
 	obs, err := p.objectStore(ctx, ref.Bucket)
 	if err != nil {
 		if isMissingObject(err) {

@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"unicode/utf8"
+)
+
+// sameAsEncodingJSON checks splitRaw against encoding/json on the whole
+// payload: the same verdict on validity, the same fields, the same raw.
+func sameAsEncodingJSON(t *testing.T, payload []byte) (fast bool) {
+	t.Helper()
+	var whole Article
+	wholeErr := json.Unmarshal(payload, &whole)
+	rest, raw, ok := splitRaw(payload)
+	if !ok {
+		return false
+	}
+	var split Article
+	splitErr := json.Unmarshal(rest, &split)
+	if (wholeErr == nil) != (splitErr == nil) {
+		t.Fatalf("%q: encoding/json says %v, split says %v", payload, wholeErr, splitErr)
+	}
+	if wholeErr != nil {
+		return true
+	}
+	if whole.Raw == nil || split.Raw == nil || *split.Raw != "" {
+		t.Fatalf("%q: raw member: whole %v, split %v", payload, whole.Raw, split.Raw)
+	}
+	if utf8.Valid(raw) {
+		if *whole.Raw != string(raw) {
+			t.Fatalf("%q: raw %q, encoding/json %q", payload, raw, *whole.Raw)
+		}
+	} else if _, err := base64.StdEncoding.DecodeString(string(raw)); err == nil {
+		t.Fatalf("%q: invalid UTF-8 decoded as base64", payload)
+	}
+	split.Raw = whole.Raw
+	if !reflect.DeepEqual(whole, split) {
+		t.Fatalf("%q:\nwhole %+v\nsplit %+v", payload, whole, split)
+	}
+	return true
+}
+
+func TestSplitRaw(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload string
+		fast    bool
+	}{
+		{"typical", `{"schema":"secmail.article.v1","article_id":"1","raw":"AAAA","options":{"type":null}}`, true},
+		{"spaces", " {\n\t\"raw\" : \"QUJD\" , \"article_id\":\"x\"}\r\n", true},
+		{"case-insensitive name", `{"RaW":"QUJD","article_id":"x"}`, true},
+		{"raw inside options is not the member", `{"options":{"raw":"zz"},"raw":"QUJD"}`, true},
+		{"raw inside a string value", `{"group":"\"raw\":\"zz\"","raw":"QUJD"}`, true},
+		{"brackets inside strings", `{"group":"}]{[","ticket_id":"a\\\"}","raw":"QUJD"}`, true},
+		{"raw_ref only", `{"raw_ref":{"bucket":"b","name":"n"}}`, false},
+		{"escaped slash in base64", `{"raw":"QU\/D"}`, false},
+		{"escaped key", `{"r\u0061w":"QUJD"}`, false},
+		{"duplicate raw", `{"raw":"QUJD","raw":"REVG"}`, false},
+		{"raw null", `{"raw":null}`, false},
+		{"raw number", `{"raw":12}`, false},
+		{"control character", "{\"raw\":\"QU\nJD\"}", false},
+		{"not an object", `["raw","QUJD"]`, false},
+		{"unterminated", `{"raw":"QUJD`, false},
+		{"trailing garbage", `{"raw":"QUJD"} x`, true},
+		{"missing colon", `{"raw" "QUJD"}`, false},
+		{"invalid elsewhere", `{"raw":"QUJD","article_id":tru}`, true},
+		{"invalid UTF-8 in raw", "{\"raw\":\"QU\xffD\"}", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if fast := sameAsEncodingJSON(t, []byte(tt.payload)); fast != tt.fast {
+				t.Errorf("fast path taken: %v, want %v", fast, tt.fast)
+			}
+		})
+	}
+}
+
+// FuzzSplitRaw: the fast path agrees with encoding/json on every input.
+func FuzzSplitRaw(f *testing.F) {
+	f.Add(articleJSON(f, "4711", mail("4711", "plain")))
+	f.Add([]byte(`{"group":"}]{[","ticket_id":"a\\\"}","raw":"QUJD","options":{"raw":[1,{"x":"]"}]}}`))
+	f.Add([]byte(`{"RAW":"QUJD","Raw":"QUJD"}`))
+	f.Add([]byte(" {\n\t\"raw\" : \"QUJD\" , \"article_id\":\"x\"}\r\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		sameAsEncodingJSON(t, payload)
+	})
+}
