@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -173,7 +174,7 @@ func TestCLIAgainstService(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != 8 {
+	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != 9 {
 		t.Fatalf("service info: %v %+v", err, info)
 	}
 	m, err = adminNC.Request("$SRV.STATS."+certsvc.ServiceName, nil, 2*time.Second)
@@ -330,5 +331,59 @@ func TestNkeyAuthentication(t *testing.T) {
 	code = certsvc.RunCLI(context.Background(), []string{"list", "--nats", n.URL}, nil, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "uthorization") {
 		t.Fatalf("no credentials: %d %s", code, errb.String())
+	}
+}
+
+// TestAttachCommand: `worker certs attach` records that a certificate's
+// private key is in a PKCS#11 token, says so in list, show and --json, and
+// refuses what would lose or fake a key.
+func TestAttachCommand(t *testing.T) {
+	h := start(t)
+	f := func(n string) string { return h.fx.Files[n] }
+	aliceFP, bobFP := storetest.FP(h.fx.Alice), storetest.FP(h.fx.Bob)
+	if code, _, e := h.admin("import", f("chain.pem")); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := h.admin("import", "--passphrase", storetest.Passphrase, f("bob.p12")); code != 0 {
+		t.Fatal(e)
+	}
+	attach := func(key, id string) []string { return []string{"attach", "--token", "hsm", "--key", key, id} }
+	steps := []struct {
+		name     string
+		args     []string
+		code     int
+		contains string
+	}{
+		{"attach by prefix", attach("alice-2026", aliceFP[:12]), 0, "attached " + aliceFP + " CN=Alice,emailAddress=alice@example.com to key \"alice-2026\" of token \"hsm\""},
+		{"again", attach("alice-2026", aliceFP), 0, "already attached " + aliceFP},
+		{"another key, by CKA_ID", attach("0a1b2c", aliceFP), 0, "re-attached " + aliceFP},
+		{"JSON", append([]string{"--json"}, attach("alice-2026", aliceFP)...), 0, `"token":{"token":"hsm","key":"alice-2026"},"status":"updated"}`},
+		{"over a key sealed in the store", attach("bob", bobFP), 1, "already has a private key sealed in the store: " + bobFP + " (CN=Bob,emailAddress=Bob@Example.com) (409)"},
+		{"unknown certificate", attach("k", "deadbeefdeadbeef"), 1, "not found: deadbeefdeadbeef (404)"},
+		{"a label with spaces", attach(" k", aliceFP), 1, "surrounding spaces (400)"},
+		{"without --key", []string{"attach", "--token", "hsm", aliceFP}, 2, "needs --token LABEL and --key"},
+		{"two certificates", append(attach("k", aliceFP), bobFP), 2, "one certificate ID"},
+		{"show", []string{"show", aliceFP}, 0, `in PKCS#11 key "alice-2026" of token "hsm"`},
+		{"list --json", []string{"list", "--json", "--has-key"}, 0, `"has_private_key":true,"key_location":"token","token":{"token":"hsm","key":"alice-2026"}`},
+		{"the key cannot be exported", []string{"export", "--key", aliceFP}, 1, "never leaves the token (409)"},
+	}
+	for _, s := range steps {
+		code, out, errOut := h.admin(s.args...)
+		if code != s.code || !strings.Contains(out+errOut, s.contains) {
+			t.Errorf("%s: exit %d (want %d, %q)\nstdout: %s\nstderr: %s", s.name, code, s.code, s.contains, out, errOut)
+		}
+	}
+	code, out, errOut := h.admin("list", "--has-key")
+	if code != 0 || !regexp.MustCompile(`(?m)^`+aliceFP[:16]+`.*token$`).MatchString(out) || !regexp.MustCompile(`(?m)^`+bobFP[:16]+`.*yes$`).MatchString(out) {
+		t.Errorf("list table does not tell token and store keys apart: %d\n%s%s", code, out, errOut)
+	}
+
+	// Deleting the certificate removes the attachment with it.
+	if code, _, e := h.admin("delete", aliceFP); code != 0 {
+		t.Fatal(e)
+	}
+	refs, err := h.st.SMIMEKeyRefs(context.Background())
+	if err != nil || len(refs) != 1 || !refs[0].Cert.Equal(h.fx.Bob) {
+		t.Fatalf("keys after deleting the token-key certificate: %v %+v", err, refs)
 	}
 }

@@ -33,6 +33,9 @@ commands:
   export ID               write PEM (default), --format der, --chain, --key
         (private key exactly as uploaded), -o FILE
   delete ID...            delete certificates (with their keys) or PGP keys
+  attach ID               the certificate's private key is in a PKCS#11 token:
+        --token LABEL --key LABEL|HEXID (key label or CKA_ID); no key leaves
+        the token, the worker checks the key matches when it uses it
   crl import FILE...      add CRLs (also: crl FILE...)
   group set NAME          --sign true|false, --encrypt true|false, --type S/MIME|PGP
   group get NAME
@@ -288,6 +291,37 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) error {
 				fmt.Fprintf(c.stdout, "deleted %s %s\n", r.PGP.Fingerprint, strings.Join(r.PGP.UIDs, ", "))
 			}
 		}
+		return nil
+	case "attach":
+		var r AttachRequest
+		fs.StringVar(&r.Token, "token", "", "label of the PKCS#11 token")
+		fs.StringVar(&r.Key, "key", "", "label or hex CKA_ID of the key in the token")
+		ids, err := c.parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(ids) != 1 {
+			return &usageError{"attach: one certificate ID"}
+		}
+		if r.Token == "" || r.Key == "" {
+			return &usageError{"attach needs --token LABEL and --key LABEL|HEXID"}
+		}
+		r.ID = ids[0]
+		var a store.Attachment
+		if err := c.call(ctx, "attach", r, &a); err != nil {
+			return err
+		}
+		if c.json {
+			return json.NewEncoder(c.stdout).Encode(a)
+		}
+		verb := "attached"
+		switch a.Status {
+		case store.StatusPresent:
+			verb = "already attached"
+		case store.StatusUpdated:
+			verb = "re-attached"
+		}
+		fmt.Fprintf(c.stdout, "%s %s %s to %s\n", verb, a.Certificate.Fingerprint, a.Certificate.Subject, a.Token)
 		return nil
 	case "crl":
 		files, err := c.parse(fs, args)
@@ -630,7 +664,7 @@ func (c *cli) printList(l *store.Listing) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FINGERPRINT\tKIND\tSUBJECT\tEMAILS\tNOT AFTER\tKEY")
 	for _, ci := range l.Certs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", short(ci.Fingerprint), ci.Kind, ci.Subject, strings.Join(ci.Emails, ","), ci.NotAfter.Format(time.DateOnly), yes(ci.HasPrivateKey))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", short(ci.Fingerprint), ci.Kind, ci.Subject, strings.Join(ci.Emails, ","), ci.NotAfter.Format(time.DateOnly), keyCell(ci))
 	}
 	for _, p := range l.PGP {
 		exp := "never"
@@ -640,6 +674,23 @@ func (c *cli) printList(l *store.Listing) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", short(p.Fingerprint), p.Kind, strings.Join(p.UIDs, "; "), strings.Join(p.Emails, ","), exp, yes(p.Secret))
 	}
 	return tw.Flush()
+}
+
+// keyCell is the KEY column: "yes" for a key in the store, "token" for
+// one in a PKCS#11 token.
+func keyCell(ci store.CertInfo) string {
+	if ci.KeyLocation == store.KeyInToken {
+		return "token"
+	}
+	return yes(ci.HasPrivateKey)
+}
+
+// privateKeyRow is the "Private key" line of show.
+func privateKeyRow(ci *store.CertInfo) string {
+	if ci.Token != nil {
+		return "in PKCS#11 " + ci.Token.String()
+	}
+	return yes(ci.HasPrivateKey)
 }
 
 func yes(b bool) string {
@@ -660,7 +711,7 @@ func (c *cli) printShow(r *ShowResponse) error {
 			{"Serial", ci.Serial}, {"E-mails", strings.Join(ci.Emails, ", ")},
 			{"Not before", ci.NotBefore.Format(time.RFC3339)}, {"Not after", ci.NotAfter.Format(time.RFC3339)},
 			{"Key usage", strings.Join(append(append([]string(nil), ci.KeyUsage...), ci.ExtKeyUsage...), ", ")},
-			{"Public key", ci.PublicKeyAlgorithm}, {"Private key", yes(ci.HasPrivateKey)},
+			{"Public key", ci.PublicKeyAlgorithm}, {"Private key", privateKeyRow(ci)},
 			{"SKI", ci.SKI}, {"S/MIME capabilities", strings.Join(ci.SMIMECapabilities, ", ")},
 		}
 		for _, row := range rows {

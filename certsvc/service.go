@@ -92,6 +92,17 @@ type ExportResponse struct {
 	Extension string `json:"extension"`
 }
 
+// AttachRequest is the payload of secmail.certs.attach: the certificate
+// (fingerprint or unique prefix) whose private key lives only in a
+// PKCS#11 token, the token's label and the key's label or hex CKA_ID.
+// The answer is a store.Attachment. The service cannot see the token;
+// the worker checks the key against the certificate when it uses it.
+type AttachRequest struct {
+	ID    string `json:"id"`
+	Token string `json:"token"`
+	Key   string `json:"key"`
+}
+
 // GroupRequest is the payload of secmail.certs.group.set and .group.get.
 type GroupRequest struct {
 	Group    string              `json:"group"`
@@ -131,6 +142,7 @@ func Start(ctx context.Context, nc *nats.Conn, st *store.Store, logger *slog.Log
 		{"show", "show", h.show},
 		{"export", "export", h.export},
 		{"delete", "delete", h.delete},
+		{"attach", "attach", h.attach},
 		{"crl_import", "crl.import", h.crlImport},
 		{"group_set", "group.set", h.groupSet},
 		{"group_get", "group.get", h.groupGet},
@@ -181,6 +193,8 @@ func (h *handler) serve(ctx context.Context, req micro.Request, fn func(context.
 			code = "400"
 		case store.IsNotFound(err):
 			code = "404"
+		case errors.Is(err, store.ErrKeyInStore), errors.Is(err, store.ErrKeyInToken):
+			code = "409"
 		case errors.Is(err, store.ErrNoMasterKey), errors.Is(err, store.ErrWrongMasterKey):
 			code = "503"
 		}
@@ -305,6 +319,21 @@ func (h *handler) delete(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	return showOf(e)
+}
+
+func (h *handler) attach(ctx context.Context, data []byte) (any, error) {
+	var r AttachRequest
+	if err := decode(data, &r); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(r.ID) == "" {
+		return nil, &badRequest{"no certificate id"}
+	}
+	a, err := h.st.AttachTokenKey(ctx, r.ID, store.TokenRef{Token: r.Token, Key: r.Key})
+	if errors.Is(err, store.ErrInvalidTokenRef) {
+		return nil, &badRequest{err.Error()}
+	}
+	return a, err
 }
 
 func (h *handler) crlImport(ctx context.Context, data []byte) (any, error) {
