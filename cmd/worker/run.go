@@ -193,7 +193,13 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 		return nil, err
 	}
 	s.hasKey = mk != nil
-	if !s.hasKey {
+	// Keys in a PKCS#11 token need no master key (only keys sealed in the
+	// store do), so with a token backend it is optional.
+	tokenKeys, hasToken := s.backend.(keybackend.TokenKeys)
+	switch {
+	case !s.hasKey && hasToken:
+		log.Info("no master key configured: only private keys in the PKCS#11 token are usable, not keys sealed in the store")
+	case !s.hasKey:
 		log.Warn("no master key configured: the worker cannot decrypt or sign until one is set (SECMAIL_MASTER_KEY or --master-key-file)")
 	}
 	if s.store, err = store.Open(ctx, s.nc, store.Config{MasterKey: mk, Replicas: f.replicas, Logger: log}); err != nil {
@@ -201,6 +207,11 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	}
 	s.metrics = metrics.New(version, f.instance, s.backend.Name())
 	copts := certcache.Options{Metrics: s.metrics, Logger: log, LoadKey: s.backend.Load}
+	if hasToken {
+		// Certificates attached with `worker certs attach` use the token's
+		// key directly; no key bytes are in the store.
+		copts.TokenKeys, copts.TokenLabel = tokenKeys, f.backend.pkcs11Token
+	}
 	if f.redisURL != "" {
 		ro, err := redis.ParseURL(f.redisURL)
 		if err != nil {
@@ -282,11 +293,15 @@ func (s *service) ready(ctx context.Context) map[string]error {
 	checks["consumers"] = s.pipe.Ready(ctx)
 	_, err := s.store.KV().Status(ctx)
 	checks["store"] = err
-	if s.hasKey {
+	_, hasToken := s.backend.(keybackend.TokenKeys)
+	switch {
+	case s.hasKey:
 		checks["master_key"] = nil
-	} else {
+	case !hasToken:
 		checks["master_key"] = store.ErrNoMasterKey
 	}
+	// With a token backend and no master key the check is left out: the
+	// token's keys work, and /readyz names the backend (key_backend).
 	return checks
 }
 
