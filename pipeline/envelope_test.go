@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -78,6 +80,20 @@ func TestSplitRaw(t *testing.T) {
 	}
 }
 
+func TestHasControl(t *testing.T) {
+	for n := range 20 {
+		for pos := range n {
+			for _, c := range []byte{0x00, 0x01, 0x0a, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0x9f, 0xff} {
+				s := []byte(strings.Repeat("A", n))
+				s[pos] = c
+				if got, want := hasControl(s), c < 0x20; got != want {
+					t.Fatalf("hasControl(%q) = %v", s, got)
+				}
+			}
+		}
+	}
+}
+
 // FuzzSplitRaw: the fast path agrees with encoding/json on every input.
 func FuzzSplitRaw(f *testing.F) {
 	f.Add(articleJSON(f, "4711", mail("4711", "plain")))
@@ -86,5 +102,39 @@ func FuzzSplitRaw(f *testing.F) {
 	f.Add([]byte(" {\n\t\"raw\" : \"QUJD\" , \"article_id\":\"x\"}\r\n"))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		sameAsEncodingJSON(t, payload)
+	})
+}
+
+// BenchmarkParse: the envelope of a 4 KiB signed-then-encrypted article
+// and its base64, through parse and through encoding/json alone (the
+// fallback).
+func BenchmarkParse(b *testing.B) {
+	payload := articleJSON(b, "4711", newBenchArticle(b).raw)
+	b.Run("parse", func(b *testing.B) {
+		b.SetBytes(int64(len(payload)))
+		b.ReportAllocs()
+		p := &Pipeline{cfg: Config{}.Defaults()}
+		for b.Loop() {
+			env, _, err := parse(payload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := p.loadRaw(context.Background(), env); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(payload)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var a Article
+			if err := json.Unmarshal(payload, &a); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := base64.StdEncoding.DecodeString(*a.Raw); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
