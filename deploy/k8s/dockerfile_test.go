@@ -113,7 +113,7 @@ func versionParts(v string) []int {
 	return p
 }
 
-// TestDockerfiles checks the two Dockerfiles against each other, go.mod and
+// TestDockerfiles checks the Dockerfiles against each other, go.mod and
 // the Deployment: what the image runs and as whom must be what the
 // manifests expect. Docker itself is not needed.
 func TestDockerfiles(t *testing.T) {
@@ -132,10 +132,14 @@ func TestDockerfiles(t *testing.T) {
 	for _, tc := range []struct {
 		file, finalImage, cgo string
 		tags                  bool
+		// backend is the image's SECMAIL_KEY_BACKEND and its build tag.
+		backend string
 	}{
-		{"Dockerfile", "gcr.io/distroless/static-", "0", false},
+		{"Dockerfile", "gcr.io/distroless/static-", "0", false, ""},
 		// libcrypto at run time needs glibc and libssl: distroless/base.
-		{"Dockerfile.openssl", "gcr.io/distroless/base-", "1", true},
+		{"Dockerfile.openssl", "gcr.io/distroless/base-", "1", true, "openssl"},
+		// dlopen of the HSM vendor's module needs glibc: distroless/base.
+		{"Dockerfile.pkcs11", "gcr.io/distroless/base-", "1", true, "pkcs11"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("../..", tc.file))
@@ -183,6 +187,28 @@ func TestDockerfiles(t *testing.T) {
 			}
 			if got := strings.Contains(run, `-tags "${GO_TAGS}"`); got != tc.tags {
 				t.Errorf("build tags used: %v, want %v", got, tc.tags)
+			}
+			if tc.tags {
+				var tags []string
+				for _, a := range find(build.ins, "ARG") {
+					if v, ok := strings.CutPrefix(a, "GO_TAGS="); ok {
+						tags = strings.Split(v, ",")
+					}
+				}
+				if !slices.Contains(tags, tc.backend) {
+					t.Errorf("ARG GO_TAGS default %v lacks %q: the image would not have its own backend", tags, tc.backend)
+				}
+			}
+			var envBackend string
+			for _, e := range find(final.ins, "ENV") {
+				for _, kv := range strings.Fields(e) {
+					if v, ok := strings.CutPrefix(kv, "SECMAIL_KEY_BACKEND="); ok {
+						envBackend = v
+					}
+				}
+			}
+			if envBackend != tc.backend {
+				t.Errorf("final ENV SECMAIL_KEY_BACKEND=%q, want %q", envBackend, tc.backend)
 			}
 			if !strings.HasPrefix(final.image, tc.finalImage) || !strings.HasSuffix(final.image, ":nonroot") {
 				t.Errorf("final image %q, want %s...:nonroot", final.image, tc.finalImage)

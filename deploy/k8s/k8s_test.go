@@ -259,7 +259,7 @@ func overlays(t *testing.T) []string {
 			dirs = append(dirs, e.Name())
 		}
 	}
-	for _, want := range []string{"development", "production", "production-openssl"} {
+	for _, want := range []string{"development", "production", "production-openssl", "production-pkcs11"} {
 		if !slices.Contains(dirs, want) {
 			t.Fatalf("overlay %s missing (have %v)", want, dirs)
 		}
@@ -306,6 +306,12 @@ func TestOverlays(t *testing.T) {
 				checkNoSecretValues(t, r)
 				checkBackend(t, r, "openssl", "ghcr.io/secmail/worker-openssl:")
 				checkProductionExtras(t, r)
+			case "production-pkcs11":
+				checkAutoscaler(t, r, "keda")
+				checkNoSecretValues(t, r)
+				checkBackend(t, r, "pkcs11", "ghcr.io/secmail/worker-pkcs11:")
+				checkProductionExtras(t, r)
+				checkPKCS11(t, r)
 			}
 		})
 	}
@@ -499,6 +505,9 @@ func checkCommon(t *testing.T, r *rendered) {
 	}
 	if cfg["SECMAIL_MASTER_KEY"] != "" {
 		t.Error("SECMAIL_MASTER_KEY set as a plain value; use the mounted key file")
+	}
+	if _, ok := cfg["SECMAIL_PKCS11_PIN"]; ok {
+		t.Error("SECMAIL_PKCS11_PIN set as a plain value; it must come from a secretKeyRef")
 	}
 	if cfg["SECMAIL_NATS_URL"] == "" {
 		t.Error("SECMAIL_NATS_URL not set: the worker would start its embedded server")
@@ -784,6 +793,49 @@ func checkBackend(t *testing.T, r *rendered, backend, imagePrefix string) {
 	img := d.Spec.Template.Spec.Containers[0].Image
 	if !strings.HasPrefix(img, imagePrefix) {
 		t.Errorf("image %q, want prefix %q", img, imagePrefix)
+	}
+	if backend != "pkcs11" {
+		for k := range cfg {
+			if strings.HasPrefix(k, "SECMAIL_PKCS11_") {
+				t.Errorf("%s set with key backend %s", k, backend)
+			}
+		}
+	}
+}
+
+// checkPKCS11: module and token configured, the module where the
+// Dockerfile.pkcs11 image says it is, and the PIN only from a Secret.
+func checkPKCS11(t *testing.T, r *rendered) {
+	t.Helper()
+	d := r.deployments[0]
+	cfg := configData(t, r, d)
+	mod := cfg["SECMAIL_PKCS11_MODULE"]
+	if !strings.HasPrefix(mod, "/") || !strings.HasSuffix(mod, ".so") {
+		t.Errorf("SECMAIL_PKCS11_MODULE %q is not an absolute path of a shared object", mod)
+	}
+	b, err := os.ReadFile("../../Dockerfile.pkcs11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := parseDockerfile(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stages(ins)
+	if env := strings.Fields(strings.Join(find(st[len(st)-1].ins, "ENV"), " ")); !slices.Contains(env, "SECMAIL_PKCS11_MODULE="+mod) {
+		t.Errorf("Dockerfile.pkcs11 ENV %v does not put the module at %s, where the manifests expect it", env, mod)
+	}
+	if cfg["SECMAIL_PKCS11_TOKEN"] == "" {
+		t.Error("SECMAIL_PKCS11_TOKEN (the token label) not set")
+	}
+	var pin *corev1.SecretKeySelector
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "SECMAIL_PKCS11_PIN" && e.ValueFrom != nil {
+			pin = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if pin == nil || pin.Name != "secmail-pkcs11" || pin.Key != "pin" || (pin.Optional != nil && *pin.Optional) {
+		t.Errorf("SECMAIL_PKCS11_PIN must come from the Secret secmail-pkcs11, key pin, not optional; has %+v", pin)
 	}
 }
 
