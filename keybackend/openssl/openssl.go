@@ -166,18 +166,23 @@ var ErrClosed = errors.New("keybackend/openssl: key closed")
 // than decryption (which fails with rsa.ErrDecryption, as in Go).
 var ErrOperation = errors.New("keybackend/openssl: operation failed")
 
-// Backend is the keybackend.Backend for OpenSSL.
-type Backend struct{}
+// Backend is the keybackend.Backend for OpenSSL. It also verifies
+// signatures (VerifyPKCS1v15, VerifyPSS, VerifyASN1: cms.PublicKeyVerifier)
+// and keeps the signers' public keys it was given for that.
+type Backend struct {
+	pubs pubCache
+}
 
-// New returns the OpenSSL backend. It holds no resources; each key owns
-// its EVP_PKEY.
+// New returns the OpenSSL backend. Each private key owns its EVP_PKEY;
+// the backend holds only the cache of public keys.
 func New() *Backend { return &Backend{} }
 
 // Name returns "openssl".
 func (*Backend) Name() string { return "openssl" }
 
-// Close does nothing: keys are freed individually.
-func (*Backend) Close() error { return nil }
+// Close drops the public-key cache (verification keeps working and
+// builds it anew); private keys are freed individually.
+func (b *Backend) Close() error { b.pubs.reset(); return nil }
 
 // Load converts a Go RSA or ECDSA key into an OpenSSL key. Ed25519 keys and
 // keys that are already not Go's (OpenSSL, PKCS#11) come back unchanged.
