@@ -220,6 +220,19 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 			<-slots
 		}
 	}
+	// One long-lived goroutine per slot rather than one per article: a
+	// handler needs a deep stack (MIME, CMS, big-number arithmetic), and a
+	// fresh goroutine grows and copies its stack on every article.
+	jobs := make(chan jetstream.Msg)
+	defer close(jobs)
+	for range limit {
+		workers.Go(func() {
+			for msg := range jobs {
+				p.work(fetchCtx, workCtx, dir, msg)
+				<-slots
+			}
+		})
+	}
 	var fatal error
 	for fetchCtx.Err() == nil {
 		// Wait for one free slot, then take every other free one: the
@@ -259,12 +272,7 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		got := 0
 		for msg := range batch.Messages() {
 			got++
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				defer func() { <-slots }()
-				p.work(fetchCtx, workCtx, dir, msg)
-			}()
+			jobs <- msg // a slot is reserved, so a worker is free or finishing
 		}
 		release(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
