@@ -44,6 +44,7 @@ type SignedData struct {
 	certs       []*x509.Certificate
 	certErr     error // first certificate that failed to parse
 	signers     []sdSigner
+	verifier    PublicKeyVerifier
 }
 
 // sdSigner is a SignerInfo as parsed, not yet verified.
@@ -76,8 +77,15 @@ type SignerInfo struct {
 }
 
 // ParseSignedData parses a ContentInfo holding SignedData. BER as written
-// by streaming encoders is accepted.
+// by streaming encoders is accepted. The result refers to der (content,
+// signatures): der must not change while it is in use.
 func ParseSignedData(der []byte) (sd *SignedData, err error) {
+	return ParseSignedDataWith(der, SignedDataOptions{})
+}
+
+// ParseSignedDataWith is ParseSignedData with a certificate cache and a
+// signature verifier for the result's Verify.
+func ParseSignedDataWith(der []byte, opts SignedDataOptions) (sd *SignedData, err error) {
 	defer Recover(&err)
 	ci, err := ParseContentInfo(der)
 	if err != nil {
@@ -86,10 +94,18 @@ func ParseSignedData(der []byte) (sd *SignedData, err error) {
 	if !ci.ContentType.Equal(OIDSignedData) {
 		return nil, reason.New(reason.Malformed, "content type %s is not SignedData", ci.ContentType)
 	}
-	return sdParse(ci.Content.Bytes) // Bytes: the element inside the [0] EXPLICIT tag
+	sd, err = sdParse(ci.Content.Bytes, opts.Certs) // Bytes: the element inside the [0] EXPLICIT tag
+	if err != nil {
+		return nil, err
+	}
+	sd.verifier = opts.Verifier
+	if sd.verifier == nil {
+		sd.verifier = goVerifier{}
+	}
+	return sd, nil
 }
 
-func sdParse(b []byte) (*SignedData, error) {
+func sdParse(b []byte, cache *CertCache) (*SignedData, error) {
 	bad := func(what string) error { return reason.New(reason.Malformed, "SignedData: invalid %s", what) }
 	s := cryptobyte.String(b)
 	var body cryptobyte.String
@@ -118,7 +134,12 @@ func sdParse(b []byte) (*SignedData, error) {
 		if !eContent.ReadASN1(&octets, cbasn1.OCTET_STRING) || !eContent.Empty() {
 			return nil, bad("eContent")
 		}
-		sd.content = append([]byte{}, octets...)
+		// A view, not a copy: the caller's bytes (or normalizeBER's
+		// private copy) outlive the SignedData, as the signatures do.
+		sd.content = octets
+		if sd.content == nil {
+			sd.content = []byte{} // present but empty is not detached
+		}
 	}
 
 	var certs cryptobyte.String
@@ -138,7 +159,13 @@ func sdParse(b []byte) (*SignedData, error) {
 		if len(sd.certs) >= sdMaxCerts {
 			return nil, reason.New(reason.TooComplex, "more than %d certificates", sdMaxCerts)
 		}
-		c, err := x509.ParseCertificate(el)
+		var c *x509.Certificate
+		var err error
+		if cache != nil {
+			c, err = cache.Parse(el)
+		} else {
+			c, err = x509.ParseCertificate(el)
+		}
 		if err != nil {
 			// Keep going: one odd CA certificate must not hide a good
 			// signer certificate. Reported if the signer is not found.
@@ -270,6 +297,9 @@ func (sd *SignedData) SignerIDs() []RecipientID {
 // encapsulated content when detached is nil. lookup (may be nil) is asked
 // for the certificate of a signer that the message does not carry.
 //
+// RSA and ECDSA signatures are checked by the PublicKeyVerifier given to
+// ParseSignedDataWith, else by crypto/rsa and crypto/ecdsa.
+//
 // It checks signatures only; whether the signer certificate is trusted is
 // package certcheck's job. On error the returned slice describes the signers
 // examined so far, the failing one last (its Cert set when it was found);
@@ -338,29 +368,27 @@ func (sd *SignedData) verifyOne(si *sdSigner, content []byte, digests map[crypto
 
 	// What the signature covers: the DER SET OF signed attributes (tag
 	// rewritten from [0] IMPLICIT to SET, RFC 5652 §5.4), else the content.
-	signed := content
+	// Hashed without building that SET: only Ed25519 needs the bytes.
+	signed, signedDigest := content, digest
 	if si.hasSignedAtt {
 		if err := sd.checkAttrs(si, digest, &info); err != nil {
 			return info, err
 		}
-		signed = append([]byte{0x31}, si.signedAttrs[1:]...)
+		if scheme.name == SigEd25519 {
+			signed = append([]byte{0x31}, si.signedAttrs[1:]...)
+		} else {
+			hh := h.New()
+			hh.Write([]byte{0x31})
+			hh.Write(si.signedAttrs[1:])
+			signedDigest = hh.Sum(nil)
+		}
 	} else if !sd.contentType.Equal(OIDData) {
 		return info, reason.New(reason.Malformed, "signed attributes missing for content type %s", sd.contentType)
-	}
-	var signedDigest []byte
-	if scheme.name != SigEd25519 {
-		if si.hasSignedAtt {
-			hh := h.New()
-			hh.Write(signed)
-			signedDigest = hh.Sum(nil)
-		} else {
-			signedDigest = digest
-		}
 	}
 
 	var lastErr error
 	for _, c := range candidates {
-		err := sdCheckSignature(c.PublicKey, scheme, h, signed, signedDigest, si.signature)
+		err := sdCheckSignature(sd.verifier, c.PublicKey, scheme, h, signed, signedDigest, si.signature)
 		if err == nil {
 			info.Cert = c
 			return info, nil
@@ -426,9 +454,10 @@ func (sd *SignedData) checkAttrs(si *sdSigner, digest []byte, info *SignerInfo) 
 	return nil
 }
 
-// sdCheckSignature verifies sig with pub. digest is the hash of signed
-// (unused for Ed25519, which signs the message itself, RFC 8419 §3.1).
-func sdCheckSignature(pub crypto.PublicKey, scheme sdSigScheme, h crypto.Hash, signed, digest, sig []byte) error {
+// sdCheckSignature verifies sig with pub, RSA and ECDSA through v. digest
+// is the hash of signed (unused for Ed25519, which signs the message
+// itself, RFC 8419 §3.1).
+func sdCheckSignature(v PublicKeyVerifier, pub crypto.PublicKey, scheme sdSigScheme, h crypto.Hash, signed, digest, sig []byte) error {
 	badKey := func() error {
 		return reason.New(reason.BadSignature, "certificate key %T does not fit signature algorithm %s", pub, scheme.name)
 	}
@@ -443,19 +472,19 @@ func sdCheckSignature(pub crypto.PublicKey, scheme sdSigScheme, h crypto.Hash, s
 		if !ok {
 			return badKey()
 		}
-		err = rsa.VerifyPKCS1v15(k, h, digest, sig)
+		err = v.VerifyPKCS1v15(k, h, digest, sig)
 	case SigRSAPSS:
 		k, ok := pub.(*rsa.PublicKey)
 		if !ok {
 			return badKey()
 		}
-		err = rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: scheme.saltLength, Hash: h})
+		err = v.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: scheme.saltLength, Hash: h})
 	case SigECDSA:
 		k, ok := pub.(*ecdsa.PublicKey)
 		if !ok {
 			return badKey()
 		}
-		if !ecdsa.VerifyASN1(k, digest, sig) {
+		if !v.VerifyASN1(k, digest, sig) {
 			err = errors.New("ecdsa: verification error")
 		}
 	case SigEd25519:

@@ -73,64 +73,75 @@ func TestVerifyOpenSSL(t *testing.T) {
 			if tc.mutate != nil {
 				der = tc.mutate(der)
 			}
-			sd, err := ParseSignedData(der)
-			if err != nil {
-				t.Fatalf("ParseSignedData: %v", err)
-			}
-			content := tc.content
-			if content == nil && !tc.opaque {
-				content = sdMessage
-			}
-			if tc.opaque && tc.wantCode == "" && !bytes.Equal(sd.Content(), sdMessage) {
-				t.Fatalf("Content() = %q", sd.Content())
-			}
-			leaf := fx.leaves[tc.leaf].cert
-			var lookup func(RecipientID) []*x509.Certificate
-			if tc.lookup {
-				lookup = func(id RecipientID) []*x509.Certificate {
-					// Like a store: return everything, Verify must pick.
-					var all []*x509.Certificate
-					for _, l := range fx.leaves {
-						all = append(all, l.cert)
+			for _, set := range sdOptionSets() {
+				t.Run(set.name, func(t *testing.T) {
+					var calls int64
+					if set.calls != nil {
+						calls = set.calls()
 					}
-					return all
-				}
-			}
-			infos, err := sd.Verify(content, lookup)
-			if tc.wantCode != "" {
-				if got := reason.CodeOf(err); got != tc.wantCode {
-					t.Fatalf("Verify error = %v (code %q), want %q", err, got, tc.wantCode)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Verify: %v", err)
-			}
-			if len(infos) != 1 {
-				t.Fatalf("got %d signers", len(infos))
-			}
-			s := infos[0]
-			if !s.Cert.Equal(leaf) {
-				t.Errorf("signer cert %q, want %q", s.Cert.Subject, leaf.Subject)
-			}
-			if s.DigestAlgorithm != tc.digest || s.SignatureAlgorithm != tc.sig || s.Weak != tc.weak {
-				t.Errorf("got digest %q sig %q weak %v, want %q %q %v", s.DigestAlgorithm, s.SignatureAlgorithm, s.Weak, tc.digest, tc.sig, tc.weak)
-			}
-			if tc.ski != (s.SID.SKI != nil) || (!tc.ski && s.SID.IssuerAndSerial == nil) {
-				t.Errorf("SID = %+v, want ski=%v", s.SID, tc.ski)
-			}
-			if tc.noTime {
-				if s.SigningTime != nil || s.Capabilities != nil {
-					t.Errorf("attributes reported without signed attributes: %v %v", s.SigningTime, s.Capabilities)
-				}
-				return
-			}
-			if s.SigningTime == nil || time.Since(*s.SigningTime).Abs() > 10*time.Minute {
-				t.Errorf("signing time %v, want about now", s.SigningTime)
-			}
-			// openssl advertises its ciphers; AES-256-CBC is among them.
-			if !sdContains(s.Capabilities, "2.16.840.1.101.3.4.1.42") {
-				t.Errorf("capabilities %v lack aes256-CBC", s.Capabilities)
+					sd, err := ParseSignedDataWith(der, set.opts)
+					if err != nil {
+						t.Fatalf("ParseSignedData: %v", err)
+					}
+					content := tc.content
+					if content == nil && !tc.opaque {
+						content = sdMessage
+					}
+					if tc.opaque && tc.wantCode == "" && !bytes.Equal(sd.Content(), sdMessage) {
+						t.Fatalf("Content() = %q", sd.Content())
+					}
+					leaf := fx.leaves[tc.leaf].cert
+					var lookup func(RecipientID) []*x509.Certificate
+					if tc.lookup {
+						lookup = func(id RecipientID) []*x509.Certificate {
+							// Like a store: return everything, Verify must pick.
+							var all []*x509.Certificate
+							for _, l := range fx.leaves {
+								all = append(all, l.cert)
+							}
+							return all
+						}
+					}
+					infos, err := sd.Verify(content, lookup)
+					if tc.wantCode != "" {
+						if got := reason.CodeOf(err); got != tc.wantCode {
+							t.Fatalf("Verify error = %v (code %q), want %q", err, got, tc.wantCode)
+						}
+						return
+					}
+					if err != nil {
+						t.Fatalf("Verify: %v", err)
+					}
+					if set.calls != nil && set.calls() == calls {
+						t.Errorf("the verifier was not asked")
+					}
+					if len(infos) != 1 {
+						t.Fatalf("got %d signers", len(infos))
+					}
+					s := infos[0]
+					if !s.Cert.Equal(leaf) {
+						t.Errorf("signer cert %q, want %q", s.Cert.Subject, leaf.Subject)
+					}
+					if s.DigestAlgorithm != tc.digest || s.SignatureAlgorithm != tc.sig || s.Weak != tc.weak {
+						t.Errorf("got digest %q sig %q weak %v, want %q %q %v", s.DigestAlgorithm, s.SignatureAlgorithm, s.Weak, tc.digest, tc.sig, tc.weak)
+					}
+					if tc.ski != (s.SID.SKI != nil) || (!tc.ski && s.SID.IssuerAndSerial == nil) {
+						t.Errorf("SID = %+v, want ski=%v", s.SID, tc.ski)
+					}
+					if tc.noTime {
+						if s.SigningTime != nil || s.Capabilities != nil {
+							t.Errorf("attributes reported without signed attributes: %v %v", s.SigningTime, s.Capabilities)
+						}
+						return
+					}
+					if s.SigningTime == nil || time.Since(*s.SigningTime).Abs() > 10*time.Minute {
+						t.Errorf("signing time %v, want about now", s.SigningTime)
+					}
+					// openssl advertises its ciphers; AES-256-CBC is among them.
+					if !sdContains(s.Capabilities, "2.16.840.1.101.3.4.1.42") {
+						t.Errorf("capabilities %v lack aes256-CBC", s.Capabilities)
+					}
+				})
 			}
 		})
 	}
