@@ -415,7 +415,9 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 	var buf []byte
 	fill := func() {
 		if buf == nil {
-			buf = make([]byte, m.total, m.total+len(m.mac))
+			// bytes.Join does not zero the buffer it then overwrites.
+			buf = bytes.Join(append(m.chunks[:len(m.chunks):len(m.chunks)], m.mac), nil)
+			return
 		}
 		buf = buf[:0]
 		for _, c := range m.chunks {
