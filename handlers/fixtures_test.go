@@ -287,6 +287,14 @@ var (
 	backendErr  error
 )
 
+// testConfig is DefaultConfig with the test backend's signature verifier:
+// OpenSSL's with SECMAIL_TEST_KEY_BACKEND=openssl, else none (Go's).
+func testConfig(t testing.TB) Config {
+	cfg := DefaultConfig()
+	cfg.Verifier = keybackend.Verifier(testBackend(t))
+	return cfg
+}
+
 // testBackend is the private-key backend the suites run against:
 // SECMAIL_TEST_KEY_BACKEND=openssl (with -tags openssl) runs every interop
 // case through OpenSSL's libcrypto; the default is Go's crypto.

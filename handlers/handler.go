@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/cms"
 	"github.com/secmail/secmail/keys"
 	"github.com/secmail/secmail/mimewalk"
 	"github.com/secmail/secmail/reason"
@@ -27,6 +28,10 @@ type Config struct {
 	Now func() time.Time
 	// Outbound holds the group defaults and algorithm choices.
 	Outbound OutboundConfig
+	// Verifier checks inbound RSA and ECDSA signatures; nil means Go's
+	// crypto/rsa and crypto/ecdsa. keybackend.Verifier(backend) gives
+	// the openssl backend's (same results, arithmetic in libcrypto).
+	Verifier cms.PublicKeyVerifier
 }
 
 // DefaultConfig returns the production defaults.
@@ -42,10 +47,18 @@ func DefaultConfig() Config {
 
 // Handler implements article.Handler.
 type Handler struct {
-	src    keys.Source
-	cfg    Config
-	chains *chainCache
+	src       keys.Source
+	cfg       Config
+	chains    *chainCache
+	certs     *cms.CertCache
+	summaries *summaryCache
 }
+
+// maxCertGeneration bounds the certificates parsed from inbound messages
+// that a Handler keeps: two generations of this many (a few KB each).
+// Correspondents' certificates recur; parsing them costs more than the
+// rest of a SignedData.
+const maxCertGeneration = 1024
 
 var _ article.Handler = (*Handler)(nil)
 
@@ -57,7 +70,8 @@ func New(src keys.Source, cfg Config) *Handler {
 	if cfg.Lang == "" {
 		cfg.Lang = reason.EN
 	}
-	return &Handler{src: src, cfg: cfg, chains: newChainCache(cfg.Now)}
+	return &Handler{src: src, cfg: cfg, chains: newChainCache(cfg.Now), certs: cms.NewCertCache(maxCertGeneration),
+		summaries: &summaryCache{}}
 }
 
 // Handle dispatches by direction.

@@ -332,7 +332,7 @@ func (in *inbound) smimeDecrypt(p *mimewalk.Part) ([]byte, error) {
 		if emails := keys.CertEmails(dec.Recipient.Cert); len(emails) > 0 {
 			chk.Recipient = emails[0]
 		}
-		chk.Certificate = result.Summarize(dec.Recipient.Cert)
+		chk.Certificate = in.h.summaries.summarize(dec.Recipient.Cert)
 	}
 	in.sec.Encryption = chk
 	return dec.Plaintext, nil
@@ -343,7 +343,7 @@ func (in *inbound) smimeDecrypt(p *mimewalk.Part) ([]byte, error) {
 // signature it returns content unchanged even when verification failed:
 // the helpdesk still shows the message, marked as not verified.
 func (in *inbound) smimeVerify(der, detached []byte) ([]byte, error) {
-	sd, err := cms.ParseSignedData(der)
+	sd, err := cms.ParseSignedDataWith(der, cms.SignedDataOptions{Certs: in.h.certs, Verifier: in.h.cfg.Verifier})
 	if err != nil {
 		in.failSign(codeOr(err, reason.Malformed), nil, "")
 		return nil, nil
@@ -431,7 +431,7 @@ func (in *inbound) failSign(c reason.Code, cert *x509.Certificate, signer string
 	in.signSeen = true
 	chk := result.Failed(in.h.cfg.Lang, c)
 	chk.Signer = signer
-	chk.Certificate = result.Summarize(cert)
+	chk.Certificate = in.h.summaries.summarize(cert)
 	in.sec.Sign = chk
 }
 
@@ -442,7 +442,7 @@ func (in *inbound) okSign(signer string, cert *x509.Certificate, key *result.PGP
 	in.signSeen = true
 	chk := result.OK(reason.Text(in.h.cfg.Lang, reason.MsgVerified, signer))
 	chk.Signer = signer
-	chk.Certificate = result.Summarize(cert)
+	chk.Certificate = in.h.summaries.summarize(cert)
 	chk.Key = key
 	in.sec.Sign = chk
 }

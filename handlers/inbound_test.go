@@ -2,11 +2,15 @@ package handlers
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/secmail/secmail/cms"
@@ -51,7 +55,7 @@ func failed(c reason.Code) check { return check{status: result.StatusFailed, rea
 func TestInboundSMIMEInterop(t *testing.T) {
 	w := getWorld(t)
 	kr := w.keyring(t, w.dir)
-	h := New(kr, DefaultConfig())
+	h := New(kr, testConfig(t))
 	inter := []string{"-certfile", filepath.Join(w.tmp, "inter.crt")}
 
 	tests := []struct {
@@ -299,7 +303,7 @@ func TestInboundWrongPassphrase(t *testing.T) {
 		{"right passphrase after a wrong one", []string{"battery staple", "correct horse"}, ok},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := New(w.keyring(t, lockedDir, tc.pass...), DefaultConfig())
+			h := New(w.keyring(t, lockedDir, tc.pass...), testConfig(t))
 			out, err := h.Inbound(bg, msg)
 			if err != nil {
 				t.Fatal(err)
@@ -318,7 +322,7 @@ func TestInboundLanguages(t *testing.T) {
 		reason.TR: "Şifre çözme için özel anahtar bulunamadı.",
 	}
 	for lang, sentence := range want {
-		cfg := DefaultConfig()
+		cfg := testConfig(t)
 		cfg.Lang = lang
 		out, err := New(w.keyring(t, w.dir), cfg).Inbound(bg, msg)
 		if err != nil {
@@ -348,7 +352,7 @@ func (w *world) pgpMIMESigned(t testing.TB, signer string, entity string) []byte
 
 func TestInboundPGPInterop(t *testing.T) {
 	w := getWorld(t)
-	h := New(w.keyring(t, w.dir), DefaultConfig())
+	h := New(w.keyring(t, w.dir), testConfig(t))
 	gpgOut := func(t testing.TB, in []byte, args ...string) []byte {
 		out, err := w.gpg(in, args...)
 		if err != nil {
@@ -457,7 +461,7 @@ func TestInboundPGPInterop(t *testing.T) {
 // CPU.
 func TestInboundTooManyLayers(t *testing.T) {
 	w := getWorld(t)
-	h := New(w.keyring(t, w.dir), DefaultConfig())
+	h := New(w.keyring(t, w.dir), testConfig(t))
 	entity := []byte(textEntity)
 	for i := 0; i < maxLayers+2; i++ {
 		der, err := cms.Sign(entity, w.alice.Cert, w.alice.Key, nil, cms.SignOptions{})
@@ -472,5 +476,76 @@ func TestInboundTooManyLayers(t *testing.T) {
 	}
 	if c := out.Security.Encryption.Reason; c == nil || *c != reason.TooComplex {
 		t.Fatalf("security = %+v, want too-complex", out.Security)
+	}
+}
+
+// countingVerifier counts the signatures it checks, with the test
+// backend's verifier or, without one, crypto/rsa and crypto/ecdsa.
+type countingVerifier struct {
+	base cms.PublicKeyVerifier
+	n    atomic.Int64
+}
+
+func (c *countingVerifier) VerifyPKCS1v15(pub *rsa.PublicKey, hash crypto.Hash, hashed, sig []byte) error {
+	c.n.Add(1)
+	if c.base == nil {
+		return rsa.VerifyPKCS1v15(pub, hash, hashed, sig)
+	}
+	return c.base.VerifyPKCS1v15(pub, hash, hashed, sig)
+}
+
+func (c *countingVerifier) VerifyPSS(pub *rsa.PublicKey, hash crypto.Hash, digest, sig []byte, opts *rsa.PSSOptions) error {
+	c.n.Add(1)
+	if c.base == nil {
+		return rsa.VerifyPSS(pub, hash, digest, sig, opts)
+	}
+	return c.base.VerifyPSS(pub, hash, digest, sig, opts)
+}
+
+func (c *countingVerifier) VerifyASN1(pub *ecdsa.PublicKey, digest, sig []byte) bool {
+	c.n.Add(1)
+	if c.base == nil {
+		return ecdsa.VerifyASN1(pub, digest, sig)
+	}
+	return c.base.VerifyASN1(pub, digest, sig)
+}
+
+// TestInboundVerifierAndCertCache: S/MIME signatures are checked by the
+// configured verifier, and the certificates a sender's messages carry are
+// parsed once per handler.
+func TestInboundVerifierAndCertCache(t *testing.T) {
+	w := getWorld(t)
+	cfg := testConfig(t)
+	v := &countingVerifier{base: cfg.Verifier}
+	cfg.Verifier = v
+	h := New(w.keyring(t, w.dir), cfg)
+	inter := []string{"-certfile", filepath.Join(w.tmp, "inter.crt")}
+	for _, tc := range []struct {
+		name, signer, from string
+	}{
+		{"RSA", "alice", "alice@customer.example"},
+		{"ECDSA", "bob", "bob@customer.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := append([]byte(headers(tc.from)), w.sign(t, tc.signer, textEntity, inter...)...)
+			before := v.n.Load()
+			var certs [2]int
+			for i := range certs {
+				out, err := h.Inbound(bg, msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				assertSecurity(t, out.Security, result.SMIME, none, ok, nil)
+				certs[i] = h.certs.Len()
+			}
+			if got := v.n.Load() - before; got != 2 {
+				t.Errorf("verifier checked %d signatures, want 2", got)
+			}
+			// The first message brings its certificates into the cache,
+			// the second one finds them there.
+			if certs[0] == 0 || certs[1] != certs[0] {
+				t.Errorf("certificates cached after each message: %v", certs)
+			}
+		})
 	}
 }
