@@ -45,18 +45,26 @@ err:
 	return NULL;
 }
 
-// sm_rsa_raw computes in^d mod n into out (outlen bytes, the modulus
-// size). Returns 1 on success.
-static int sm_rsa_raw(EVP_PKEY *k, const unsigned char *in, size_t inlen, unsigned char *out, size_t outlen) {
-	int ok = 0;
+// sm_rsa_raw_ctx returns a context for raw RSA decryption (in^d mod n)
+// with k, or NULL.
+static EVP_PKEY_CTX *sm_rsa_raw_ctx(EVP_PKEY *k) {
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
-	if (c == NULL) goto end;
-	if (EVP_PKEY_decrypt_init(c) <= 0) goto end;
-	if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_NO_PADDING) <= 0) goto end;
+	if (c == NULL) goto err;
+	if (EVP_PKEY_decrypt_init(c) <= 0) goto err;
+	if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_NO_PADDING) <= 0) goto err;
+	ERR_clear_error();
+	return c;
+err:
+	EVP_PKEY_CTX_free(c);
+	ERR_clear_error();
+	return NULL;
+}
+
+// sm_rsa_raw_once decrypts with c (from sm_rsa_raw_ctx) into out
+// (outlen bytes, the modulus size) and frees c. Returns 1 on success.
+static int sm_rsa_raw_once(EVP_PKEY_CTX *c, const unsigned char *in, size_t inlen, unsigned char *out, size_t outlen) {
 	size_t n = outlen;
-	if (EVP_PKEY_decrypt(c, out, &n, in, inlen) <= 0 || n != outlen) goto end;
-	ok = 1;
-end:
+	int ok = EVP_PKEY_decrypt(c, out, &n, in, inlen) > 0 && n == outlen;
 	EVP_PKEY_CTX_free(c);
 	ERR_clear_error();
 	return ok;
@@ -274,6 +282,13 @@ func LoadPKCS8(der []byte) (keys.PrivateKey, error) {
 type handle struct {
 	mu sync.RWMutex
 	p  *C.EVP_PKEY
+	// raw is an initialised raw-decryption context, copied for each
+	// decryption (a context must not be shared between threads): copying
+	// skips OpenSSL 3.0's algorithm fetch of a fresh one, a few percent
+	// of an RSA-2048 decryption. rawMu serialises the copying; created on
+	// first use, freed with p.
+	rawMu sync.Mutex
+	raw   *C.EVP_PKEY_CTX
 }
 
 func newHandle(p *C.EVP_PKEY) *handle { return &handle{p: p} }
@@ -281,10 +296,27 @@ func newHandle(p *C.EVP_PKEY) *handle { return &handle{p: p} }
 func (h *handle) free() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.raw != nil {
+		C.EVP_PKEY_CTX_free(h.raw)
+		h.raw = nil
+	}
 	if h.p != nil {
 		C.EVP_PKEY_free(h.p)
 		h.p = nil
 	}
+}
+
+// rawCtx returns a fresh copy of the raw-decryption context for p (the
+// live key, read lock held), or nil.
+func (h *handle) rawCtx(p *C.EVP_PKEY) *C.EVP_PKEY_CTX {
+	h.rawMu.Lock()
+	defer h.rawMu.Unlock()
+	if h.raw == nil {
+		if h.raw = C.sm_rsa_raw_ctx(p); h.raw == nil {
+			return nil
+		}
+	}
+	return C.EVP_PKEY_CTX_dup(h.raw)
 }
 
 // with runs f with the live EVP_PKEY.
@@ -336,7 +368,8 @@ func (k *RSAKey) raw(ct []byte) ([]byte, error) {
 	}
 	em := make([]byte, size)
 	err := k.h.with(func(p *C.EVP_PKEY) error {
-		if C.sm_rsa_raw(p, ptr(ct), C.size_t(len(ct)), ptr(em), C.size_t(size)) != 1 {
+		c := k.h.rawCtx(p)
+		if c == nil || C.sm_rsa_raw_once(c, ptr(ct), C.size_t(len(ct)), ptr(em), C.size_t(size)) != 1 {
 			return rsa.ErrDecryption
 		}
 		return nil
