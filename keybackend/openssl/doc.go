@@ -9,5 +9,10 @@
 // (SessionKeyLen) works on OpenSSL 3.0, which lacks it; failures come
 // back as rsa.ErrDecryption and similar, never as bare OpenSSL strings.
 //
+// Backend also verifies RSA and ECDSA signatures (VerifyPKCS1v15,
+// VerifyPSS, VerifyASN1, a cms.PublicKeyVerifier) in libcrypto with
+// exactly crypto/rsa's and crypto/ecdsa's results; see verify.go for why
+// they are identical.
+//
 // Without the openssl build tag this package is empty.
 package openssl
