@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"math/big"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -286,5 +287,46 @@ func TestPubCacheBound(t *testing.T) {
 	b.Close()
 	if b.pubs.cur != nil || b.pubs.old != nil {
 		t.Fatal("Close kept the cache")
+	}
+}
+
+// TestVerifyConcurrent shares one Backend between goroutines (run with
+// -race): one cache, prepared contexts copied concurrently, the cache
+// dropped by Close meanwhile.
+func TestVerifyConcurrent(t *testing.T) {
+	b := New()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := sha256.Sum256([]byte("concurrent"))
+	v15, _ := rsa.SignPKCS1v15(rand.Reader, rk, crypto.SHA256, d[:])
+	pss, _ := rsa.SignPSS(rand.Reader, rk, crypto.SHA256, d[:], nil)
+	es, _ := ecdsa.SignASN1(rand.Reader, ek, d[:])
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				if g == 0 && i == 20 {
+					b.Close()
+				}
+				if b.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, d[:], v15) != nil ||
+					b.VerifyPSS(&rk.PublicKey, crypto.SHA256, d[:], pss, nil) != nil ||
+					!b.VerifyASN1(&ek.PublicKey, d[:], es) {
+					errs <- "valid signature rejected"
+					return
+				}
+				if b.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, d[:], flip(v15, i)) == nil {
+					errs <- "tampered signature accepted"
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
