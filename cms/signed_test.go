@@ -425,15 +425,26 @@ func FuzzParseSignedData(f *testing.F) {
 	if der, err := Sign([]byte("seed"), ed.cert, ed.key, nil, SignOptions{}); err == nil {
 		f.Add(der)
 	}
+	sets := sdOptionSets()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sd, err := ParseSignedData(b)
-		if err == nil {
-			_ = sd.Certificates()
-			_, err = sd.Verify([]byte("seed"), nil)
-		}
-		var re *reason.Error
-		if err != nil && !errors.As(err, &re) {
-			t.Fatalf("error without reason code: %v", err)
+		// Every option set (certificate cache, Go through the hook,
+		// OpenSSL's verifier with -tags openssl) gives the default's code.
+		var want reason.Code
+		for i, set := range sets {
+			sd, err := ParseSignedDataWith(b, set.opts)
+			if err == nil {
+				_ = sd.Certificates()
+				_, err = sd.Verify([]byte("seed"), nil)
+			}
+			var re *reason.Error
+			if err != nil && !errors.As(err, &re) {
+				t.Fatalf("%s: error without reason code: %v", set.name, err)
+			}
+			if code := reason.CodeOf(err); i == 0 {
+				want = code
+			} else if code != want {
+				t.Fatalf("%s: code %q, default %q (%v)", set.name, code, want, err)
+			}
 		}
 	})
 }
