@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/secmail/secmail/demopki"
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/mailgen"
 )
 
@@ -50,6 +52,17 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("CI", os.Getenv("CI"))
 			return nil
+		},
+		// [openssl]: the worker was built with the openssl key backend.
+		Condition: func(cond string) (bool, error) {
+			if cond != "openssl" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			b, err := keybackend.Open("openssl", keybackend.Config{})
+			if err != nil {
+				return false, nil
+			}
+			return true, b.Close()
 		},
 	})
 }

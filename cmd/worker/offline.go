@@ -13,6 +13,7 @@ import (
 
 	"github.com/secmail/secmail/article"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/keyring"
 	"github.com/secmail/secmail/mimewalk"
 	"github.com/secmail/secmail/reason"
@@ -87,6 +88,7 @@ func (k *keyringFlags) handler() (*handlers.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Verifier = keybackend.Verifier(b)
 	return handlers.New(kr, cfg), nil
 }
 
