@@ -395,15 +395,7 @@ func TestAuditGroupsCapabilities(t *testing.T) {
 	e := newEnv(t)
 	ctx := store.WithIdentity(context.Background(), "admin@example.com")
 	s := e.open(t, testKey(t, 1))
-	events := make(chan *nats.Msg, 64)
-	sub, err := e.nc.ChanSubscribe("secmail.audit.>", events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	events := e.auditEvents(t)
 	expect := func(action string) store.Event {
 		t.Helper()
 		select {

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/secmail/secmail/store"
 	"github.com/secmail/secmail/store/storetest"
 )
@@ -29,15 +27,7 @@ func TestAttachTokenKey(t *testing.T) {
 	if rep, err := s.Import(ctx, in(t, fx, "chain.pem", "bob.pem", "bob.key"), store.ImportOptions{}); err != nil || rep.Failed() {
 		t.Fatal(err, mustJSON(rep))
 	}
-	events := make(chan *nats.Msg, 16)
-	sub, err := e.nc.ChanSubscribe("secmail.audit.>", events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	events := e.auditEvents(t)
 	nextEvent := func() (string, store.Event) {
 		t.Helper()
 		select {
