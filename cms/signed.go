@@ -100,7 +100,7 @@ func ParseSignedDataWith(der []byte, opts SignedDataOptions) (sd *SignedData, er
 	}
 	sd.verifier = opts.Verifier
 	if sd.verifier == nil {
-		sd.verifier = goVerifier{}
+		sd.verifier = GoVerifier{}
 	}
 	return sd, nil
 }

@@ -21,18 +21,18 @@ type PublicKeyVerifier interface {
 	VerifyASN1(pub *ecdsa.PublicKey, digest, sig []byte) bool
 }
 
-// goVerifier is the default PublicKeyVerifier: the standard library.
-type goVerifier struct{}
+// GoVerifier is the standard library as a PublicKeyVerifier, the default.
+type GoVerifier struct{}
 
-func (goVerifier) VerifyPKCS1v15(pub *rsa.PublicKey, hash crypto.Hash, hashed, sig []byte) error {
+func (GoVerifier) VerifyPKCS1v15(pub *rsa.PublicKey, hash crypto.Hash, hashed, sig []byte) error {
 	return rsa.VerifyPKCS1v15(pub, hash, hashed, sig)
 }
 
-func (goVerifier) VerifyPSS(pub *rsa.PublicKey, hash crypto.Hash, digest, sig []byte, opts *rsa.PSSOptions) error {
+func (GoVerifier) VerifyPSS(pub *rsa.PublicKey, hash crypto.Hash, digest, sig []byte, opts *rsa.PSSOptions) error {
 	return rsa.VerifyPSS(pub, hash, digest, sig, opts)
 }
 
-func (goVerifier) VerifyASN1(pub *ecdsa.PublicKey, digest, sig []byte) bool {
+func (GoVerifier) VerifyASN1(pub *ecdsa.PublicKey, digest, sig []byte) bool {
 	return ecdsa.VerifyASN1(pub, digest, sig)
 }
 

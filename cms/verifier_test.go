@@ -56,7 +56,7 @@ func sdOptionSets() []sdOptionSet {
 			calls: n.Load,
 		})
 	}
-	add("go-hook-cache", goVerifier{})
+	add("go-hook-cache", GoVerifier{})
 	for _, e := range extraVerifiers() {
 		add(e.name, e.v)
 	}
