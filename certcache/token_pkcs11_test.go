@@ -35,26 +35,6 @@ import (
 
 var _ keybackend.TokenKeys = (*pkcs11.Token)(nil)
 
-func openSoftHSM(t *testing.T) *pkcs11.Token {
-	t.Helper()
-	mod, err := softhsm.Setup(t.TempDir())
-	if errors.Is(err, softhsm.ErrMissing) {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := pkcs11.Open(pkcs11.Config{Module: mod, TokenLabel: softhsm.Label, PIN: softhsm.PIN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tok.Close() })
-	return tok
-}
-
 // TestTokenKeysDecrypt: key pairs generated in SoftHSM (their private
 // halves never exist outside it), certificates for them imported into a
 // store that has no master key, the keys attached by label and by hex
@@ -65,7 +45,7 @@ func openSoftHSM(t *testing.T) *pkcs11.Token {
 func TestTokenKeysDecrypt(t *testing.T) {
 	testpeer.Need(t, "openssl")
 	fx := storetest.Fx(t)
-	tok := openSoftHSM(t)
+	tok := softhsm.OpenToken(t)
 	ctx := context.Background()
 
 	rsaKey, err := tok.GenerateRSA("org-rsa", 2048)

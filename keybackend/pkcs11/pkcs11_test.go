@@ -12,7 +12,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
-	"os"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
@@ -22,31 +21,11 @@ import (
 	"github.com/secmail/secmail/keys"
 )
 
-func openToken(t *testing.T) *pkcs11.Token {
-	t.Helper()
-	mod, err := softhsm.Setup(t.TempDir())
-	if errors.Is(err, softhsm.ErrMissing) {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := pkcs11.Open(pkcs11.Config{Module: mod, TokenLabel: softhsm.Label, PIN: softhsm.PIN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Close() })
-	return tok
-}
-
 // TestNonExtractable shows the worker cannot read a token key's secret
 // parts: the token refuses CKA_PRIVATE_EXPONENT, the primes and CKA_VALUE
 // with CKR_ATTRIBUTE_SENSITIVE, while the key still signs.
 func TestNonExtractable(t *testing.T) {
-	tok := openToken(t)
+	tok := softhsm.OpenToken(t)
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +88,7 @@ func mod(t *testing.T) string {
 // interfaces, their secrets are unreadable, and they are found again by
 // label and by public key.
 func TestGenerate(t *testing.T) {
-	tok := openToken(t)
+	tok := softhsm.OpenToken(t)
 	rk, err := tok.GenerateRSA("gen-rsa", 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +142,7 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestWrongPIN(t *testing.T) {
-	tok := openToken(t)
+	tok := softhsm.OpenToken(t)
 	tok.Close() // a fresh module state: login is per process and token
 	if _, err := pkcs11.Open(pkcs11.Config{Module: mod(t), TokenLabel: softhsm.Label, PIN: "0000"}); !errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
 		t.Fatalf("wrong PIN: %v", err)
@@ -171,7 +150,7 @@ func TestWrongPIN(t *testing.T) {
 }
 
 func TestKeyLookup(t *testing.T) {
-	tok := openToken(t)
+	tok := softhsm.OpenToken(t)
 	// Callers without the build tag see keys.ErrNotFound.
 	if _, err := tok.Key("absent"); !errors.Is(err, pkcs11.ErrNotFound) || !errors.Is(err, keys.ErrNotFound) {
 		t.Fatalf("absent label: %v", err)
