@@ -12,16 +12,7 @@ package openssl
 #include <openssl/err.h>
 #include <openssl/crypto.h>
 
-static const EVP_MD *sm_md(int h) {
-	switch (h) {
-	case 3: return EVP_sha1();
-	case 4: return EVP_sha224();
-	case 5: return EVP_sha256();
-	case 6: return EVP_sha384();
-	case 7: return EVP_sha512();
-	}
-	return NULL;
-}
+#include "md.h"
 
 static EVP_PKEY *sm_load(const unsigned char *der, long len) {
 	const unsigned char *p = der;

@@ -11,16 +11,7 @@ package openssl
 #include <openssl/param_build.h>
 #include <openssl/err.h>
 
-static const EVP_MD *sm_vmd(int h) {
-	switch (h) {
-	case 3: return EVP_sha1();
-	case 4: return EVP_sha224();
-	case 5: return EVP_sha256();
-	case 6: return EVP_sha384();
-	case 7: return EVP_sha512();
-	}
-	return NULL;
-}
+#include "md.h"
 
 // sm_rsa_pub makes an RSA public key from the big-endian modulus and the
 // exponent. Returns NULL on failure.
@@ -70,7 +61,7 @@ end:
 // over the raw digest (h 0), 1 = RSA PKCS#1 v1.5, 2 = RSA-PSS (saltlen as
 // OpenSSL's, MGF1 with the digest); h the digest. NULL on failure.
 static EVP_PKEY_CTX *sm_verify_ctx(EVP_PKEY *k, int pad, int h, int saltlen) {
-	const EVP_MD *md = sm_vmd(h);
+	const EVP_MD *md = sm_md(h);
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
 	if (c == NULL || (pad != 0 && md == NULL) || EVP_PKEY_verify_init(c) <= 0) goto err;
 	if (pad == 1 && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0) goto err;
@@ -279,7 +270,7 @@ func pubID(pub *rsa.PublicKey) []byte {
 }
 
 // rsaArgs reports whether a verification with these arguments goes to
-// OpenSSL, and the hash's sm_vmd number.
+// OpenSSL, and the hash's sm_md number.
 func rsaArgs(pub *rsa.PublicKey, hash crypto.Hash, digest, sig []byte) (int, bool) {
 	switch hash {
 	case crypto.SHA1, crypto.SHA224, crypto.SHA256, crypto.SHA384, crypto.SHA512:
