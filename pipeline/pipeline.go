@@ -502,18 +502,16 @@ type envelope struct {
 // parse decodes and checks the envelope, without the raw message.
 func parse(payload []byte) (*envelope, *article.Request, error) {
 	var env envelope
-	if rest, raw64, ok := splitRaw(payload); ok {
-		if err := json.Unmarshal(rest, &env.Article); err != nil {
-			return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
-		}
-		env.raw64 = raw64
-	} else {
-		if err := json.Unmarshal(payload, &env.Article); err != nil {
-			return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
-		}
-		if env.Raw != nil {
-			env.raw64 = []byte(*env.Raw)
-		}
+	doc, raw64, split := splitRaw(payload)
+	if !split {
+		doc = payload
+	}
+	if err := json.Unmarshal(doc, &env.Article); err != nil {
+		return nil, nil, &pipelineError{code: string(reason.Malformed), err: fmt.Errorf("input is not valid JSON: %w", err)}
+	}
+	env.raw64 = raw64
+	if !split && env.Raw != nil {
+		env.raw64 = []byte(*env.Raw)
 	}
 	a := &env.Article
 	req := &article.Request{Options: a.Options}
