@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/secmail/secmail/article"
 	"github.com/secmail/secmail/demopki"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/internal/cputime"
 	"github.com/secmail/secmail/mailgen"
 )
 
@@ -77,7 +77,7 @@ func BenchmarkHandlerOnly(b *testing.B) {
 	ba := newBenchArticle(b)
 	h, req := ba.h, &article.Request{ArticleID: "x", Raw: ba.raw}
 	b.SetParallelism(1)
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := h.Handle(context.Background(), article.Inbound, req); err != nil {
@@ -85,7 +85,7 @@ func BenchmarkHandlerOnly(b *testing.B) {
 			}
 		}
 	})
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), cputime.Process()-cpu0
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "articles/s")
 	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cpu-cores")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/article")
@@ -105,8 +105,12 @@ func BenchmarkPipeline(b *testing.B) {
 	ba := newBenchArticle(b)
 	h := ba.h
 	b.Run("saturated", func(b *testing.B) {
-		e, js, results := benchEnv(b)
-		const round = 400
+		e, js := benchEnv(b)
+		input, err := js.Stream(context.Background(), e.cfg.InputStream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const round = 800
 		var (
 			pipeWall, handWall time.Duration
 			pipeCPU, handCPU   time.Duration
@@ -138,10 +142,10 @@ func BenchmarkPipeline(b *testing.B) {
 
 			// Start-up (binding consumers) is inside the timed round:
 			// conservative, and small next to a round of articles.
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := time.Now(), cputime.Process()
 			r := e.run(h, e.cfg)
-			waitResults(b, results, n)
-			pw, pc := time.Since(start), cpuTime()-cpu0
+			waitDrained(b, input)
+			pw, pc := time.Since(start), cputime.Process()-cpu0
 			if err := r.stop(); err != nil {
 				b.Fatal(err)
 			}
@@ -152,6 +156,9 @@ func BenchmarkPipeline(b *testing.B) {
 			done += n
 		}
 		b.StopTimer()
+		if info, err := js.Stream(context.Background(), e.cfg.ResultStream); err != nil || info.CachedInfo().State.Msgs != uint64(b.N) {
+			b.Fatalf("results stream: %v %+v", err, info.CachedInfo().State)
+		}
 		slices.Sort(ratios)
 		b.ReportMetric(float64(b.N)/pipeWall.Seconds(), "articles/s")
 		b.ReportMetric(float64(b.N)/handWall.Seconds(), "handler-articles/s")
@@ -161,7 +168,8 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(float64(handCPU.Microseconds())/float64(b.N), "handler-cpu-µs/article")
 	})
 	b.Run("half-rate", func(b *testing.B) {
-		e, js, results := benchEnv(b)
+		e, js := benchEnv(b)
+		results := resultIDs(b, js, e.cfg)
 		// The maximum rate is the pipeline's own, measured here: a burst
 		// of queued articles drained by the running pipeline.
 		const burst, skip = 600, 100
@@ -237,7 +245,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // wall and CPU time it took.
 func handlerRound(ba *benchArticle, n int) (wall, cpu time.Duration) {
 	var next atomic.Int64
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cputime.Process()
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
@@ -250,7 +258,7 @@ func handlerRound(ba *benchArticle, n int) (wall, cpu time.Duration) {
 		})
 	}
 	wg.Wait()
-	return time.Since(start), cpuTime() - cpu0
+	return time.Since(start), cputime.Process() - cpu0
 }
 
 // waitResults takes n results off the channel.
@@ -264,19 +272,23 @@ func waitResults(b *testing.B, results <-chan string, n int) {
 	}
 }
 
-// benchEnv starts a server with streams, and a channel that receives the
-// article id of every result. Results are read with a headers-only
-// consumer: a helpdesk consumes result bodies in its own process, so
-// their delivery is not the worker's cost.
-func benchEnv(b *testing.B) (*env, jetstream.JetStream, <-chan string) {
+// benchEnv starts a server with the pipeline's streams.
+func benchEnv(b *testing.B) (*env, jetstream.JetStream) {
 	e := newEnv(b, 0)
 	e.cfg.AckWait = 30 * time.Second
 	e.cfg.Concurrency = runtime.GOMAXPROCS(0)
 	e.cfg.Prefetch = benchPrefetch(e.cfg.Concurrency)
 	_, js := e.connect()
 	e.setup(js)
+	return e, js
+}
+
+// resultIDs returns a channel that receives the article id of every
+// result, read with a headers-only consumer (a helpdesk reads result
+// bodies in its own process).
+func resultIDs(b *testing.B, js jetstream.JetStream, cfg Config) <-chan string {
 	results := make(chan string, 1<<16)
-	cons, err := js.OrderedConsumer(context.Background(), e.cfg.ResultStream, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	cons, err := js.OrderedConsumer(context.Background(), cfg.ResultStream, jetstream.OrderedConsumerConfig{HeadersOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -285,7 +297,28 @@ func benchEnv(b *testing.B) (*env, jetstream.JetStream, <-chan string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(cc.Stop)
-	return e, js, results
+	return results
+}
+
+// waitDrained waits until the work-queue input stream is empty: every
+// article is acknowledged, so its result is stored. Polling the stream
+// state every few milliseconds costs the process far less than receiving
+// every result would, and only ever makes the pipeline look slower.
+func waitDrained(b *testing.B, input jetstream.Stream) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		info, err := input.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d articles still queued", info.State.Msgs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // benchPrefetch lets a run try other prefetch depths (SECMAIL_BENCH_PREFETCH
@@ -295,15 +328,4 @@ func benchPrefetch(concurrency int) int {
 		return f * concurrency
 	}
 	return 0
-}
-
-// cpuTime is the CPU time (user+system) this process has used: with
-// articles/s it shows whether the pipeline is CPU bound (cpu-cores near
-// GOMAXPROCS) or waiting, and its CPU cost per article.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
