@@ -62,7 +62,7 @@ func isStringTag(tag []byte) bool {
 }
 
 // berHeader parses an identifier and length. tag holds the identifier
-// octets with the constructed bit cleared.
+// octets as in b, constructed bit included.
 func berHeader(b []byte) (tag []byte, constructed bool, hdr, length int, indefinite bool, err error) {
 	if len(b) < 2 {
 		return nil, false, 0, 0, false, fmt.Errorf("%w: short header", errBER)
@@ -80,10 +80,10 @@ func berHeader(b []byte) (tag []byte, constructed bool, hdr, length int, indefin
 			i++
 		}
 	}
-	tag = make([]byte, i)
-	copy(tag, b[:i])
+	// A view of b, not a copy: needsNormalizing scans every element of
+	// every message. Readers of tag ignore its constructed bit.
+	tag = b[:i:i]
 	constructed = tag[0]&0x20 != 0
-	tag[0] &^= 0x20
 	if i >= len(b) {
 		return nil, false, 0, 0, false, fmt.Errorf("%w: missing length", errBER)
 	}
@@ -178,7 +178,7 @@ func berElement(b []byte, depth int) (out, rest []byte, err error) {
 }
 
 func appendTLV(dst, tag []byte, constructed bool, content []byte) []byte {
-	t0 := tag[0]
+	t0 := tag[0] &^ 0x20
 	if constructed {
 		t0 |= 0x20
 	}
