@@ -29,7 +29,7 @@ func Replace(outer textproto.Header, entity []byte) []byte {
 	writeFields(&buf, outer, func(k string) bool { return !isContentField(k) })
 	buf.WriteString("MIME-Version: 1.0\r\n")
 	hdrLen := headerEnd(entity)
-	inner, err := textproto.ReadHeader(bufioReader(entity[:hdrLen]))
+	inner, err := readHeader(entity[:hdrLen])
 	if err == nil {
 		writeFields(&buf, inner, isBodyField)
 	}

@@ -100,7 +100,7 @@ func parse(raw []byte, l Limits, depth int, parts *int) (*Part, error) {
 		return nil, reason.New(reason.TooLarge, "header block of %d bytes exceeds the limit of %d", hdrLen, l.MaxHeaderBytes)
 	}
 	p := &Part{RawHeader: raw[:hdrLen], Body: raw[hdrLen:], Raw: raw}
-	h, err := textproto.ReadHeader(bufioReader(p.RawHeader))
+	h, err := readHeader(p.RawHeader)
 	if err != nil && err != io.EOF {
 		return nil, reason.Wrap(reason.Malformed, err, "MIME header")
 	}
