@@ -19,6 +19,13 @@ func isBodyField(k string) bool {
 	return strings.HasPrefix(strings.ToLower(k), "content-")
 }
 
+// isBodyFieldBytes is isBodyField for a raw key (ASCII, as quickFields
+// accepts it), without allocating.
+func isBodyFieldBytes(k []byte) bool {
+	const p = "content-"
+	return len(k) >= len(p) && strings.EqualFold(string(k[:len(p)]), p)
+}
+
 // Replace returns a complete message made of outer's header fields that do
 // not describe the body (From, To, Subject, Date, Message-ID ...) followed
 // by entity, a MIME entity (its Content-* header fields and body). The
@@ -29,12 +36,34 @@ func Replace(outer textproto.Header, entity []byte) []byte {
 	writeFields(&buf, outer, func(k string) bool { return !isContentField(k) })
 	buf.WriteString("MIME-Version: 1.0\r\n")
 	hdrLen := headerEnd(entity)
-	inner, err := readHeader(entity[:hdrLen])
-	if err == nil {
-		writeFields(&buf, inner, isBodyField)
-	}
-	if inner.Get("Content-Type") == "" {
-		buf.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
+	var arr [32][]byte
+	if kvs, ok := quickFields(entity[:hdrLen], arr[:0]); ok {
+		// The fields as textproto.ReadHeader would return them, without
+		// building a Header: Content-* copied, and the first Content-Type
+		// is what Get would return.
+		hasType, sawType := false, false
+		for _, kv := range kvs {
+			key, _ := fieldKey(kv)
+			if !isBodyFieldBytes(key) {
+				continue
+			}
+			buf.Write(Canonicalize(bytes.TrimRight(kv, "\r\n")))
+			buf.WriteString("\r\n")
+			if !sawType && len(key) == len("Content-Type") && strings.EqualFold(string(key), "Content-Type") {
+				sawType, hasType = true, !blankValue(kv)
+			}
+		}
+		if !hasType {
+			buf.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
+		}
+	} else {
+		inner, err := textproto.ReadHeader(bufioReader(entity[:hdrLen]))
+		if err == nil {
+			writeFields(&buf, inner, isBodyField)
+		}
+		if inner.Get("Content-Type") == "" {
+			buf.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
+		}
 	}
 	buf.WriteString("\r\n")
 	buf.Write(entity[hdrLen:])

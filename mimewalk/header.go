@@ -21,15 +21,29 @@ func readHeader(b []byte) (textproto.Header, error) {
 // quickHeader handles a block that does not start with white space and
 // whose fields up to the first empty line (or the end) each have a colon
 // and a non-empty key of printable characters; ok is false for anything
-// else, and for a block without fields. A field's raw bytes are a view of
-// b when all its lines end in CRLF (ReadHeader's copy would be equal), a
-// copy with CRLF line ends otherwise.
+// else, and for a block without fields.
 func quickHeader(b []byte) (h textproto.Header, ok bool) {
-	if len(b) == 0 || isWSP(b[0]) {
+	var arr [32][]byte
+	kvs, ok := quickFields(b, arr[:0])
+	if !ok || len(kvs) == 0 {
 		return h, false
 	}
-	var arr [32][]byte
-	kvs := arr[:0]
+	// textproto.Header keeps its fields in reverse order; AddRaw appends.
+	for k := len(kvs) - 1; k >= 0; k-- {
+		h.AddRaw(kvs[k])
+	}
+	return h, true
+}
+
+// quickFields appends to kvs the raw fields of b as textproto.ReadHeader
+// splits them (each line with CRLF, continuation lines included), in
+// order, when quickHeader's conditions hold; ok is false otherwise. A
+// field is a view of b when all its lines end in CRLF (ReadHeader's copy
+// would be equal), a copy with CRLF line ends otherwise.
+func quickFields(b []byte, kvs [][]byte) (_ [][]byte, ok bool) {
+	if len(b) == 0 || isWSP(b[0]) {
+		return kvs, false
+	}
 	for i := 0; i < len(b); {
 		next, contentEnd := headerLine(b, i)
 		if contentEnd == i {
@@ -52,36 +66,60 @@ func quickHeader(b []byte) (h textproto.Header, ok bool) {
 				j = n
 			}
 		}
-		colon := bytes.IndexByte(kv, ':')
-		if colon < 0 {
-			return h, false
-		}
-		key := kv[:colon]
-		for len(key) > 0 && isWSP(key[0]) {
-			key = key[1:]
-		}
-		for len(key) > 0 && isWSP(key[len(key)-1]) {
-			key = key[:len(key)-1]
-		}
-		if len(key) == 0 {
-			return h, false
+		key, ok := fieldKey(kv)
+		if !ok || len(key) == 0 {
+			return kvs, false
 		}
 		for _, c := range key {
 			if c < 33 || c > 126 || c == ':' {
-				return h, false
+				return kvs, false
 			}
 		}
 		kvs = append(kvs, kv)
 		i = next
 	}
-	if len(kvs) == 0 {
-		return h, false
+	return kvs, true
+}
+
+// fieldKey returns a raw field's key without surrounding white space, as
+// textproto reads it (before canonicalisation); ok is false without colon.
+func fieldKey(kv []byte) (key []byte, ok bool) {
+	colon := bytes.IndexByte(kv, ':')
+	if colon < 0 {
+		return nil, false
 	}
-	// textproto.Header keeps its fields in reverse order; AddRaw appends.
-	for k := len(kvs) - 1; k >= 0; k-- {
-		h.AddRaw(kvs[k])
+	key = kv[:colon]
+	for len(key) > 0 && isWSP(key[0]) {
+		key = key[1:]
 	}
-	return h, true
+	for len(key) > 0 && isWSP(key[len(key)-1]) {
+		key = key[:len(key)-1]
+	}
+	return key, true
+}
+
+// blankValue reports whether a raw field's value is empty as textproto
+// returns it (Header.Get): every line of it, without a CR before its end,
+// only spaces and tabs.
+func blankValue(kv []byte) bool {
+	v := kv[bytes.IndexByte(kv, ':')+1:]
+	for len(v) > 0 {
+		line := v
+		if i := bytes.IndexByte(v, '\n'); i >= 0 {
+			line, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		for _, c := range line {
+			if !isWSP(c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // headerLine returns the start of the line after the one at i and the end
