@@ -373,23 +373,31 @@ func (p *Pipeline) retryDelivery(msg jetstream.Msg, delivered int, log *slog.Log
 }
 
 // keepAlive sends InProgress so the server does not redeliver an article
-// that is waiting for a slot or being worked on.
-func (p *Pipeline) keepAlive(msg jetstream.Msg) func() {
+// that is waiting for a slot or being worked on. A timer rather than a
+// goroutine per article: almost all articles finish long before it fires.
+func (p *Pipeline) keepAlive(msg jetstream.Msg) (stop func()) {
 	every := max(p.cfg.AckWait/3, 50*time.Millisecond)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock() // t is read by the callback
+	t = time.AfterFunc(every, func() {
+		_ = msg.InProgress()
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
 		}
-	}()
-	return func() { close(done) }
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // verdict is the outcome of processing one message.

@@ -444,6 +444,32 @@ func TestRedeliveryPublishesNoSecondResult(t *testing.T) {
 	}
 }
 
+// TestLongWorkIsKeptAlive: an article handled for several AckWaits is not
+// redelivered, because the worker keeps telling the server it is in
+// progress; it is handled once and has one result.
+func TestLongWorkIsKeptAlive(t *testing.T) {
+	e := newEnv(t, 0)
+	_, js := e.connect()
+	e.cfg.AckWait = 300 * time.Millisecond
+	e.setup(js)
+	h := newTestHandler()
+	publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, "long", mail("long", "SLOW")))
+	e.run(h, e.cfg)
+	if id := <-h.started; id != "long" {
+		t.Fatalf("started %q", id)
+	}
+	time.Sleep(4 * e.cfg.AckWait)
+	close(h.release)
+	res := results(t, collect(t, js, "SECMAIL_RESULTS", 1, 5*time.Second))
+	if r := res["inbound/long"]; r == nil || r.Status != StatusDone {
+		t.Fatalf("result %+v", r)
+	}
+	waitInput(t, js, 0)
+	if n := h.count("long"); n != 1 {
+		t.Errorf("handled %d times: redelivered while in progress", n)
+	}
+}
+
 // TestGracefulShutdown: cancelling Run while an article is in the handler
 // lets it finish (result published, acked) and returns the article that
 // had not started to the queue.
