@@ -223,12 +223,19 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 	// One long-lived goroutine per slot rather than one per article: a
 	// handler needs a deep stack (MIME, CMS, big-number arithmetic), and a
 	// fresh goroutine grows and copies its stack on every article.
+	// Pull in batches of at least half the window: every pull request
+	// costs a subscription, a request and an unsubscription on both
+	// ends, which one article per request pays in full. Pull at once,
+	// though, when no article is left waiting for a handler slot: then a
+	// handler would idle for the round trip.
+	batch := max(1, limit/2)
+	bl := newBacklog()
 	jobs := make(chan jetstream.Msg)
 	defer close(jobs)
 	for range limit {
 		workers.Go(func() {
 			for msg := range jobs {
-				p.work(fetchCtx, workCtx, dir, msg)
+				p.work(fetchCtx, workCtx, dir, msg, bl)
 				<-slots
 			}
 		})
@@ -245,10 +252,20 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		n := 1
 	more:
 		for n < limit {
+			if n >= batch || bl.n.Load() == 0 {
+				select {
+				case slots <- struct{}{}:
+					n++
+				default:
+					break more
+				}
+				continue
+			}
 			select {
 			case slots <- struct{}{}:
 				n++
-			default:
+			case <-bl.empty: // a stale signal only costs one more look
+			case <-fetchCtx.Done():
 				break more
 			}
 		}
@@ -272,6 +289,7 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		got := 0
 		for msg := range batch.Messages() {
 			got++
+			bl.n.Add(1)
 			jobs <- msg // a slot is reserved, so a worker is free or finishing
 		}
 		release(n - got)
@@ -292,8 +310,27 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 	return fatal
 }
 
+// backlog counts one direction's articles that have arrived but wait for
+// a handler slot, and signals when none is left.
+type backlog struct {
+	n     atomic.Int32
+	empty chan struct{} // capacity 1
+}
+
+func newBacklog() *backlog { return &backlog{empty: make(chan struct{}, 1)} }
+
+// started takes one article off the backlog.
+func (b *backlog) started() {
+	if b.n.Add(-1) == 0 {
+		select {
+		case b.empty <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // work processes one message to its end: ack, term or nak.
-func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction, msg jetstream.Msg) {
+func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction, msg jetstream.Msg, bl *backlog) {
 	start := time.Now()
 	d := string(dir)
 	p.m.InFlight(d, 1)
@@ -311,7 +348,9 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 
 	select {
 	case p.cpu <- struct{}{}:
+		bl.started()
 	case <-fetchCtx.Done():
+		bl.started()
 		// Not started: let another replica have it — after our own pull
 		// request has expired, or it would come straight back to us.
 		_ = msg.NakWithDelay(handBackDelay)
