@@ -209,6 +209,25 @@ func envCBCDecrypt(b cipher.Block, iv, buf []byte) ([]byte, error) {
 		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "ciphertext is not a whole number of blocks")
 	}
 	cipher.NewCBCDecrypter(b, iv).CryptBlocks(buf, buf)
+	return envUnpad(buf, bs)
+}
+
+// envCBCDecryptWith is envCBCDecrypt for AES through d.
+func envCBCDecryptWith(d CBCDecrypter, key, iv, buf []byte) ([]byte, error) {
+	const bs = 16
+	if len(buf) == 0 || len(buf)%bs != 0 {
+		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "ciphertext is not a whole number of blocks")
+	}
+	if err := d.DecryptAESCBC(key, iv, buf); err != nil {
+		clear(buf)
+		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "content decryption failed: "+err.Error())
+	}
+	return envUnpad(buf, bs)
+}
+
+// envUnpad strips the PKCS#7 padding of decrypted buf, clearing buf when
+// it is invalid.
+func envUnpad(buf []byte, bs int) ([]byte, error) {
 	p := envPadLen(buf[len(buf)-bs:])
 	if p == 0 {
 		clear(buf)

@@ -37,6 +37,21 @@ const envMaxKeyOps = 16
 type DecryptOptions struct {
 	// AllowLegacy3DES lets 3DES content decrypt, reported with Weak set.
 	AllowLegacy3DES bool
+	// CBC, when set, decrypts AES-CBC content instead of crypto/cipher.
+	CBC CBCDecrypter
+}
+
+// CBCDecrypter decrypts AES-CBC content for Decrypt in place of
+// crypto/cipher, whose CBC decryption on amd64 runs one block per call.
+// Decrypt still chooses the key, checks and strips the padding (in
+// constant time) itself, so an implementation only has to give exactly
+// the bytes crypto/cipher's CBC decrypter would. keybackend/openssl's
+// Backend is one; keybackend.CBCDecrypter returns it.
+type CBCDecrypter interface {
+	// DecryptAESCBC decrypts buf in place with key (16, 24 or 32 bytes)
+	// and the 16-byte iv; len(buf) is a multiple of 16. Padding is left
+	// in place.
+	DecryptAESCBC(key, iv, buf []byte) error
 }
 
 // Decrypted is the outcome of a successful Decrypt.
@@ -451,7 +466,7 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 				lastErr = err
 				continue
 			}
-			out, err := envDecryptContent(ca, cek, m, fill, &buf)
+			out, err := envDecryptContent(ca, cek, m, fill, &buf, opts.CBC)
 			clear(cek)
 			if err != nil {
 				lastErr = err
@@ -487,7 +502,7 @@ func Decrypt(der []byte, ours []keys.SMIMEKey, opts DecryptOptions) (d *Decrypte
 // envDecryptContent decrypts the content with cek. For CBC it first checks
 // the padding of the last block, so that a wrong key (RSA implicit
 // rejection yields a random one) costs nothing and leaves buf intact.
-func envDecryptContent(ca envContentAlg, cek []byte, m *envMsg, fill func(), buf *[]byte) ([]byte, error) {
+func envDecryptContent(ca envContentAlg, cek []byte, m *envMsg, fill func(), buf *[]byte, fast CBCDecrypter) ([]byte, error) {
 	b, err := ca.block(cek)
 	if err != nil {
 		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "content key of the wrong size")
@@ -499,7 +514,12 @@ func envDecryptContent(ca envContentAlg, cek []byte, m *envMsg, fill func(), buf
 		if !envCBCCheck(b, ca.iv, *buf) {
 			return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "bad padding")
 		}
-		out, err := envCBCDecrypt(b, ca.iv, *buf)
+		var out []byte
+		if fast != nil && !ca.spec.weak {
+			out, err = envCBCDecryptWith(fast, cek, ca.iv, *buf)
+		} else {
+			out, err = envCBCDecrypt(b, ca.iv, *buf)
+		}
 		if err != nil {
 			*buf = nil // decrypted in place: a retry must refill
 			return nil, err

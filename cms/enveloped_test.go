@@ -153,32 +153,53 @@ func TestDecryptOpenSSL(t *testing.T) {
 			if !IsEnveloped(der) {
 				t.Errorf("IsEnveloped = false")
 			}
-			d, err := Decrypt(der, tc.ours, tc.opts)
-			if tc.wantCode != "" {
-				if got := reason.CodeOf(err); got != tc.wantCode {
-					t.Fatalf("Decrypt error %v (code %q), want code %q", err, got, tc.wantCode)
-				}
-				if d != nil {
-					t.Fatalf("Decrypt returned a result with error %v", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Decrypt: %v", err)
-			}
-			if !bytes.Equal(d.Plaintext, plain) {
-				t.Fatalf("plaintext mismatch: got %d bytes, want %d", len(d.Plaintext), len(plain))
-			}
-			if d.Cipher != tc.cipher || d.KeyAlgorithm != tc.keyAlg || d.Weak != tc.weak || d.Authenticated != tc.auth {
-				t.Errorf("got cipher %s keyAlg %s weak %v auth %v, want %s %s %v %v",
-					d.Cipher, d.KeyAlgorithm, d.Weak, d.Authenticated, tc.cipher, tc.keyAlg, tc.weak, tc.auth)
-			}
-			if d.Recipient == nil || d.Recipient.Cert != tc.recipient.cert || d.Recipient.Key == nil {
-				t.Errorf("recipient is not %s", tc.recipient.name)
-			} else if tc.recipient.smime.Key != d.Recipient.Key {
-				t.Errorf("opened with the wrong key of %s", tc.recipient.name)
+			for _, cv := range cbcVariants() {
+				t.Run(cv.name, func(t *testing.T) {
+					opts := tc.opts
+					opts.CBC = cv.d
+					checkDecrypt(t, der, tc.ours, opts, plain, decryptCase{tc.wantCode, tc.cipher, tc.keyAlg, tc.weak, tc.auth, tc.recipient})
+				})
 			}
 		})
+	}
+}
+
+// decryptCase is what TestDecryptOpenSSL expects of one message.
+type decryptCase struct {
+	wantCode   reason.Code
+	cipher     Cipher
+	keyAlg     string
+	weak, auth bool
+	recipient  *envParty
+}
+
+// checkDecrypt decrypts der and compares the outcome with tc.
+func checkDecrypt(t *testing.T, der []byte, ours []keys.SMIMEKey, opts DecryptOptions, plain []byte, tc decryptCase) {
+	t.Helper()
+	d, err := Decrypt(der, ours, opts)
+	if tc.wantCode != "" {
+		if got := reason.CodeOf(err); got != tc.wantCode {
+			t.Fatalf("Decrypt error %v (code %q), want code %q", err, got, tc.wantCode)
+		}
+		if d != nil {
+			t.Fatalf("Decrypt returned a result with error %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Decrypt: %v", err)
+	}
+	if !bytes.Equal(d.Plaintext, plain) {
+		t.Fatalf("plaintext mismatch: got %d bytes, want %d", len(d.Plaintext), len(plain))
+	}
+	if d.Cipher != tc.cipher || d.KeyAlgorithm != tc.keyAlg || d.Weak != tc.weak || d.Authenticated != tc.auth {
+		t.Errorf("got cipher %s keyAlg %s weak %v auth %v, want %s %s %v %v",
+			d.Cipher, d.KeyAlgorithm, d.Weak, d.Authenticated, tc.cipher, tc.keyAlg, tc.weak, tc.auth)
+	}
+	if d.Recipient == nil || d.Recipient.Cert != tc.recipient.cert || d.Recipient.Key == nil {
+		t.Errorf("recipient is not %s", tc.recipient.name)
+	} else if tc.recipient.smime.Key != d.Recipient.Key {
+		t.Errorf("opened with the wrong key of %s", tc.recipient.name)
 	}
 }
 
@@ -252,18 +273,20 @@ func TestDecryptBadInput(t *testing.T) {
 		{"too large", make([]byte, MaxInput+1), reason.TooLarge},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d, err := Decrypt(tc.der, ours, DecryptOptions{AllowLegacy3DES: true})
-			if got := reason.CodeOf(err); got != tc.want {
-				t.Fatalf("got %v (code %q), want %q", err, got, tc.want)
-			}
-			if d != nil {
-				t.Fatalf("returned plaintext with error %v", err)
-			}
-			if strings.Contains(err.Error(), "panic") {
-				t.Fatalf("recovered panic: %v", err)
-			}
-		})
+		for _, cv := range cbcVariants() {
+			t.Run(tc.name+"/"+cv.name, func(t *testing.T) {
+				d, err := Decrypt(tc.der, ours, DecryptOptions{AllowLegacy3DES: true, CBC: cv.d})
+				if got := reason.CodeOf(err); got != tc.want {
+					t.Fatalf("got %v (code %q), want %q", err, got, tc.want)
+				}
+				if d != nil {
+					t.Fatalf("returned plaintext with error %v", err)
+				}
+				if strings.Contains(err.Error(), "panic") {
+					t.Fatalf("recovered panic: %v", err)
+				}
+			})
+		}
 	}
 }
 
@@ -484,5 +507,70 @@ func TestDecryptAuthAttrs(t *testing.T) {
 	d, err = Decrypt(build(attrs(OIDSignedData)), envKeys(fx.rsaA), DecryptOptions{})
 	if reason.CodeOf(err) != reason.Malformed || d != nil {
 		t.Fatalf("changed authAttrs: got %v, want malformed", err)
+	}
+}
+
+// cbcVariant is one way of decrypting AES-CBC content: d nil is
+// crypto/cipher inside Decrypt.
+type cbcVariant struct {
+	name string
+	d    CBCDecrypter
+}
+
+// cbcVariants: crypto/cipher inside Decrypt, crypto/cipher through the
+// CBCDecrypter interface, and whatever the build adds (OpenSSL's with
+// -tags openssl). Every decryption case runs with each and must come out
+// the same.
+func cbcVariants() []cbcVariant {
+	return append([]cbcVariant{{"builtin", nil}, {"via-interface", goCBC{}}}, extraCBC()...)
+}
+
+// goCBC is crypto/cipher as a CBCDecrypter.
+type goCBC struct{}
+
+func (goCBC) DecryptAESCBC(key, iv, buf []byte) error {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return err
+	}
+	cipher.NewCBCDecrypter(b, iv).CryptBlocks(buf, buf)
+	return nil
+}
+
+// countingCBC counts the calls that reach a CBCDecrypter.
+type countingCBC struct {
+	d CBCDecrypter
+	n *int
+}
+
+func (c countingCBC) DecryptAESCBC(key, iv, buf []byte) error {
+	*c.n++
+	return c.d.DecryptAESCBC(key, iv, buf)
+}
+
+// TestDecryptUsesCBCDecrypter: AES-CBC content goes through the
+// configured decrypter, once per message; GCM never does (3DES, which
+// Encrypt refuses, is covered by TestDecryptOpenSSL's variants).
+func TestDecryptUsesCBCDecrypter(t *testing.T) {
+	fx := envGetFixture(t)
+	plain := envRandom(t, 4096)
+	for _, tc := range []struct {
+		cipher Cipher
+		calls  int
+	}{{AES128CBC, 1}, {AES256CBC, 1}, {AES256GCM, 0}} {
+		t.Run(string(tc.cipher), func(t *testing.T) {
+			der, err := Encrypt(plain, []*x509.Certificate{fx.rsaA.cert}, EncryptOptions{Cipher: tc.cipher})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			d, err := Decrypt(der, envKeys(fx.rsaA), DecryptOptions{AllowLegacy3DES: true, CBC: countingCBC{goCBC{}, &n}})
+			if err != nil || !bytes.Equal(d.Plaintext, plain) {
+				t.Fatalf("Decrypt: %v", err)
+			}
+			if n != tc.calls {
+				t.Fatalf("%d calls to the CBC decrypter, want %d", n, tc.calls)
+			}
+		})
 	}
 }

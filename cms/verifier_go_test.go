@@ -10,3 +10,7 @@ func extraVerifiers() []struct {
 } {
 	return nil
 }
+
+// extraCBC lists the AES-CBC decrypters this build offers besides
+// crypto/cipher: none without the openssl tag.
+func extraCBC() []cbcVariant { return nil }

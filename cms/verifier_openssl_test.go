@@ -15,3 +15,7 @@ func extraVerifiers() []struct {
 		v    PublicKeyVerifier
 	}{{"openssl", openssl.New()}}
 }
+
+// extraCBC: with -tags openssl the decryption suites also run with
+// OpenSSL's AES-CBC decrypter.
+func extraCBC() []cbcVariant { return []cbcVariant{{"openssl-cbc", openssl.New()}} }

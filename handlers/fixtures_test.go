@@ -287,11 +287,13 @@ var (
 	backendErr  error
 )
 
-// testConfig is DefaultConfig with the test backend's signature verifier:
-// OpenSSL's with SECMAIL_TEST_KEY_BACKEND=openssl, else none (Go's).
+// testConfig is DefaultConfig with the test backend's signature verifier
+// and AES-CBC decrypter: OpenSSL's with SECMAIL_TEST_KEY_BACKEND=openssl,
+// else none (Go's).
 func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
-	cfg.Verifier = keybackend.Verifier(testBackend(t))
+	be := testBackend(t)
+	cfg.Verifier, cfg.CBC = keybackend.Verifier(be), keybackend.CBCDecrypter(be)
 	return cfg
 }
 

@@ -32,6 +32,9 @@ type Config struct {
 	// crypto/rsa and crypto/ecdsa. keybackend.Verifier(backend) gives
 	// the openssl backend's (same results, arithmetic in libcrypto).
 	Verifier cms.PublicKeyVerifier
+	// CBC decrypts inbound AES-CBC content; nil means crypto/cipher.
+	// keybackend.CBCDecrypter(backend) gives the openssl backend's.
+	CBC cms.CBCDecrypter
 }
 
 // DefaultConfig returns the production defaults.

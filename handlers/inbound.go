@@ -318,7 +318,7 @@ func (in *inbound) smimeDecrypt(p *mimewalk.Part) ([]byte, error) {
 	if err != nil {
 		return nil, transient(err, "loading our S/MIME keys")
 	}
-	dec, err := cms.Decrypt(der, ours, cms.DecryptOptions{AllowLegacy3DES: in.h.cfg.Allow3DES})
+	dec, err := cms.Decrypt(der, ours, cms.DecryptOptions{AllowLegacy3DES: in.h.cfg.Allow3DES, CBC: in.h.cfg.CBC})
 	if err != nil {
 		in.failLayer(result.SMIME, codeOr(err, reason.Malformed))
 		return nil, nil

@@ -13,3 +13,14 @@ func Verifier(b Backend) cms.PublicKeyVerifier {
 	}
 	return nil
 }
+
+// CBCDecrypter returns the AES-CBC content decrypter b offers for cms, or
+// nil when content decryption stays in Go. The openssl backend offers one
+// (AES-NI on several blocks at once; Go's amd64 CBC decryption goes block
+// by block). Set it as handlers.Config.CBC.
+func CBCDecrypter(b Backend) cms.CBCDecrypter {
+	if d, ok := b.(cms.CBCDecrypter); ok {
+		return d
+	}
+	return nil
+}

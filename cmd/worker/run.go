@@ -230,8 +230,9 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	if err != nil {
 		return nil, err
 	}
-	// The openssl backend also checks signatures (same results as Go's).
-	cfg.Verifier = keybackend.Verifier(s.backend)
+	// The openssl backend also checks signatures and decrypts AES-CBC
+	// content (same results as Go's).
+	cfg.Verifier, cfg.CBC = keybackend.Verifier(s.backend), keybackend.CBCDecrypter(s.backend)
 	s.handler = handlers.New(newStoreKeys(s.cache, s.store), cfg)
 	pcfg := pipeline.Config{
 		SubjectPrefix: f.subjectPrefix, Concurrency: f.concurrency, Prefetch: f.prefetch, Replicas: f.replicas,

@@ -166,10 +166,12 @@ var ErrClosed = errors.New("keybackend/openssl: key closed")
 var ErrOperation = errors.New("keybackend/openssl: operation failed")
 
 // Backend is the keybackend.Backend for OpenSSL. It also verifies
-// signatures (VerifyPKCS1v15, VerifyPSS, VerifyASN1: cms.PublicKeyVerifier)
-// and keeps the signers' public keys it was given for that.
+// signatures (VerifyPKCS1v15, VerifyPSS, VerifyASN1: cms.PublicKeyVerifier),
+// decrypts AES-CBC content (DecryptAESCBC: cms.CBCDecrypter) and keeps
+// the signers' public keys it was given for that.
 type Backend struct {
 	pubs pubCache
+	cbc  cbcCiphers
 }
 
 // New returns the OpenSSL backend. Each private key owns its EVP_PKEY;
