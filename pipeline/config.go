@@ -64,7 +64,8 @@ type Config struct {
 	// MaxAckPending bounds unacknowledged messages per consumer across
 	// all replicas. It must exceed replicas×(Concurrency+2×Prefetch), or
 	// replicas sit idle; it also bounds how many articles wait AckWait
-	// when a replica dies. Default 1024.
+	// when a replica dies. Default 4096: 28 replicas of 16 cores each
+	// with the default prefetch.
 	MaxAckPending int
 	// AckWait is how long the server waits for an ack before redelivering.
 	// Workers send InProgress every AckWait/3 while they work, so long
@@ -147,7 +148,7 @@ func (cfg Config) Defaults() Config {
 		cfg.Prefetch = 4 * cfg.Concurrency
 	}
 	if cfg.MaxAckPending == 0 {
-		cfg.MaxAckPending = 1024
+		cfg.MaxAckPending = 4096
 	}
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 30 * time.Second

@@ -15,7 +15,7 @@
 //	stream SECMAIL_RESULTS   article.inbound.result, ...outbound.result   limits, 7 days, dedup window
 //	stream SECMAIL_DEAD      article.dead.inbound, article.dead.outbound  limits, 30 days
 //	consumers secmail-inbound, secmail-outbound   durable pull, explicit ack,
-//	          ack wait 30s (+InProgress), max deliver 5, max ack pending 1024
+//	          ack wait 30s (+InProgress), max deliver 5, max ack pending 4096
 //	object store secmail_raw   claim checks for mail over the max payload
 //
 // The result's identity is the exact input payload: publishing the same

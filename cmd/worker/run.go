@@ -85,7 +85,7 @@ func (f *runFlags) register(fs *flag.FlagSet, metricsDefault string) {
 	fs.StringVar(&f.masterKeyFile, "master-key-file", os.Getenv("SECMAIL_MASTER_KEY_FILE"), "file with the 32-byte master key that seals private keys (or SECMAIL_MASTER_KEY, base64)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", envOr("SECMAIL_METRICS_ADDR", metricsDefault), "address of /metrics, /healthz and /readyz; empty disables")
 	fs.IntVar(&f.concurrency, "concurrency", envInt("SECMAIL_CONCURRENCY", 0), "articles processed at once (default GOMAXPROCS)")
-	fs.IntVar(&f.prefetch, "prefetch", envInt("SECMAIL_PREFETCH", 0), "articles fetched ahead per direction (default = concurrency; more hides NATS round trips, costs memory)")
+	fs.IntVar(&f.prefetch, "prefetch", envInt("SECMAIL_PREFETCH", 0), "articles fetched ahead per direction (default 4 × concurrency; more hides NATS round trips, costs memory)")
 	fs.StringVar(&f.lang, "lang", envOr("SECMAIL_LANG", "en"), "language of comments: en, de, tr")
 	fs.StringVar(&f.logFormat, "log-format", envOr("SECMAIL_LOG_FORMAT", ""), "json or text (default: text on a terminal, json otherwise)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("SECMAIL_LOG_LEVEL", "info"), "debug, info, warn or error")
