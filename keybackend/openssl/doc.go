@@ -12,7 +12,8 @@
 // Backend also verifies RSA and ECDSA signatures (VerifyPKCS1v15,
 // VerifyPSS, VerifyASN1, a cms.PublicKeyVerifier) in libcrypto with
 // exactly crypto/rsa's and crypto/ecdsa's results; see verify.go for why
-// they are identical.
+// they are identical, and decrypts AES-CBC content (DecryptAESCBC, a
+// cms.CBCDecrypter; the caller keeps the padding check).
 //
 // Without the openssl build tag this package is empty.
 package openssl
