@@ -269,6 +269,10 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 				break more
 			}
 		}
+		if fetchCtx.Err() != nil {
+			release(n) // stopping: pull nothing more
+			continue
+		}
 		batch, err := c.Fetch(n, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
 			release(n)

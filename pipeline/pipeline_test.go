@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/secmail/secmail/article"
@@ -845,4 +847,65 @@ func waitInput(t *testing.T, js jetstream.JetStream, want uint64) {
 	waitFor(t, 5*time.Second, fmt.Sprintf("input stream holding %d", want), func() bool {
 		return streamMsgs(t, js, "SECMAIL_ARTICLES") == want
 	})
+}
+
+// TestPullsInBatches: while articles wait for a handler, freed slots are
+// gathered into pull requests of half the window instead of one request
+// per freed slot (each costs a subscription and a request on both ends).
+func TestPullsInBatches(t *testing.T) {
+	e := newEnv(t, 0)
+	nc, js := e.connect()
+	e.setup(js)
+	const n = 120
+	for i := range n {
+		id := "b" + strconv.Itoa(i)
+		publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, id, mail(id, "plain")))
+	}
+	// Pull requests are ordinary messages on the consumer's API subject,
+	// so a plain subscription sees them too.
+	var (
+		mu      sync.Mutex
+		batches []int
+	)
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+e.cfg.InputStream+"."+e.cfg.InboundDurable, func(m *nats.Msg) {
+		var req struct{ Batch int }
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Errorf("pull request %q: %v", m.Data, err)
+		}
+		mu.Lock()
+		batches = append(batches, req.Batch)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.cfg
+	cfg.Concurrency, cfg.Prefetch = 1, 7 // window 8: pulls of at least 4 while a backlog waits
+	h := newTestHandler()
+	h.delay = 2 * time.Millisecond
+	r := e.run(h, cfg)
+	if got := len(results(t, collect(t, js, "SECMAIL_RESULTS", n, 20*time.Second))); got != n {
+		t.Fatalf("%d results", got)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	small := 0
+	for _, b := range batches {
+		if b < 4 {
+			small++
+		}
+	}
+	// One request per article would be ~n requests of 1. Requests of fewer
+	// than 4 go out only when the backlog ran dry (and at the very end).
+	if len(batches) > n/3 || small > len(batches)/3 {
+		t.Fatalf("%d pull requests for %d articles, %d of them for fewer than 4: %v", len(batches), n, small, batches)
+	}
+	t.Logf("%d pull requests for %d articles: %v", len(batches), n, batches)
 }
