@@ -886,7 +886,7 @@ func TestPullsInBatches(t *testing.T) {
 	cfg := e.cfg
 	cfg.Concurrency, cfg.Prefetch = 1, 7 // window 8: pulls of at least 4 while a backlog waits
 	h := newTestHandler()
-	h.delay = 2 * time.Millisecond
+	h.delay = 5 * time.Millisecond // longer than a pull's round trip, even under -race
 	r := e.run(h, cfg)
 	if got := len(results(t, collect(t, js, "SECMAIL_RESULTS", n, 20*time.Second))); got != n {
 		t.Fatalf("%d results", got)
