@@ -78,7 +78,11 @@ func TestShortRun(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printReport(&out, rep)
-	if !strings.Contains(out.String(), "articles/s") || (baseline && !strings.Contains(out.String(), "throughput ratio")) {
+	if rep.KeyBackend != "go" {
+		t.Errorf("key backend %q, want go (the default)", rep.KeyBackend)
+	}
+	if !strings.Contains(out.String(), "articles/s") || !strings.Contains(out.String(), "key backend: go") ||
+		(baseline && !strings.Contains(out.String(), "throughput ratio")) {
 		t.Errorf("report:\n%s", &out)
 	}
 	if _, err := json.Marshal(rep); err != nil {
@@ -127,5 +131,25 @@ func TestParseSizes(t *testing.T) {
 	}
 	if _, err := parseSizes("65MiB"); err == nil {
 		t.Error("65MiB accepted")
+	}
+}
+
+// TestUnknownKeyBackend: a backend the build does not have stops the run
+// before anything is published.
+func TestUnknownKeyBackend(t *testing.T) {
+	mix, err := parseMix("plain=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := parseSizes("1KiB=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(context.Background(), Config{
+		Workers: 1, Articles: 5, Mix: mix, Sizes: sizes, KeyType: demopki.P256, Distinct: 1,
+		KeyBackend: "enigma", Timeout: 5 * time.Second, MaxOutstanding: 4,
+	})
+	if err == nil || !strings.Contains(err.Error(), "enigma") {
+		t.Fatalf("run with key backend enigma: %v", err)
 	}
 }

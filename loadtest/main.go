@@ -62,6 +62,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Workers, "workers", 2, "in-process workers sharing the consumers (embedded only)")
 	fs.StringVar(&cfg.Storage, "storage", "file", "storage of the embedded server's streams: file (as `worker run`) or memory")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "articles at once per worker (default GOMAXPROCS)")
+	fs.StringVar(&cfg.KeyBackend, "key-backend", "go", "private-key backend of the embedded workers: go, or openssl (build with -tags openssl)")
 	fs.IntVar(&cfg.Articles, "articles", 1000, "articles to publish")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "articles per second; 0 = as fast as possible")
 	fs.IntVar(&cfg.MaxOutstanding, "max-outstanding", 256, "articles published and without a result at most")
@@ -160,8 +161,12 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func printReport(w io.Writer, rep *Report) {
-	fmt.Fprintf(w, "machine: %d CPUs, %s, %s; NATS: %s; S/MIME keys: %s\n", rep.Machine.CPUs, rep.Machine.Model,
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s; NATS: %s; S/MIME keys: %s", rep.Machine.CPUs, rep.Machine.Model,
 		rep.Machine.GoVersion, map[bool]string{true: "embedded", false: "external"}[rep.Embedded], rep.KeyType)
+	if rep.KeyBackend != "" {
+		fmt.Fprintf(w, "; key backend: %s", rep.KeyBackend)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "articles: %d  mix: %s\n                sizes: %s\n\n", rep.Articles, counts(rep.Mix), counts(rep.Sizes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workers\tarticles/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tCPU ms/article\theap before MiB\tpeak heap MiB\tpeak RSS MiB\tresults\tlost\tdup\twrong\t")

@@ -28,6 +28,7 @@ import (
 	"github.com/secmail/secmail/certcache"
 	"github.com/secmail/secmail/demopki"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/mailgen"
 	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/pipeline"
@@ -44,7 +45,12 @@ type Config struct {
 	Workers int
 	// Concurrency per worker (pipeline default: GOMAXPROCS).
 	Concurrency int
-	Articles    int
+	// KeyBackend is where the embedded workers' private-key operations
+	// (and, for openssl, signature checks and AES-CBC) run, as
+	// `worker run --key-backend`: "go" (default) or "openssl" (a build
+	// with -tags openssl).
+	KeyBackend string
+	Articles   int
 	// Rate is articles per second; 0 publishes as fast as the bound on
 	// outstanding articles allows.
 	Rate           float64
@@ -114,6 +120,7 @@ type Report struct {
 	Mix         map[string]int `json:"mix"`
 	Sizes       map[string]int `json:"sizes"`
 	KeyType     string         `json:"key_type"`
+	KeyBackend  string         `json:"key_backend,omitempty"` // embedded workers only
 	Runs        []Measurement  `json:"runs"`
 	Baseline    *Baseline      `json:"baseline,omitempty"`
 	Ratio       float64        `json:"throughput_ratio,omitempty"`
@@ -191,7 +198,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Machine: machine(), Embedded: cfg.NATS == "", Articles: cfg.Articles, KeyType: string(cfg.KeyType),
+	rep := &Report{Machine: machine(), Embedded: cfg.NATS == "", Articles: cfg.Articles, KeyType: string(cfg.KeyType), KeyBackend: cfg.keyBackend(),
 		Mix: map[string]int{}, Sizes: map[string]int{}}
 	for _, r := range set.Order {
 		rep.Mix[r.Class.Kind]++
@@ -372,12 +379,19 @@ func (c *cluster) startWorker(ctx context.Context, cfg Config, mk *store.MasterK
 	if err != nil {
 		return err
 	}
-	cache, err := certcache.New(ctx, st, certcache.Options{Logger: cfg.Log})
+	be, err := keybackend.Open(cfg.KeyBackend, keybackend.Config{})
+	if err != nil {
+		return err
+	}
+	c.stops = append(c.stops, func() { _ = be.Close() })
+	cache, err := certcache.New(ctx, st, certcache.Options{Logger: cfg.Log, LoadKey: be.Load})
 	if err != nil {
 		return err
 	}
 	c.stops = append(c.stops, func() { _ = cache.Close() })
-	h := handlers.New(&storeKeys{Cache: cache, st: st}, handlers.DefaultConfig())
+	hcfg := handlers.DefaultConfig()
+	hcfg.Verifier, hcfg.CBC = keybackend.Verifier(be), keybackend.CBCDecrypter(be)
+	h := handlers.New(&storeKeys{Cache: cache, st: st}, hcfg)
 	wcfg := pcfg
 	wcfg.Instance = fmt.Sprintf("loadtest-%d", i)
 	p, err := pipeline.New(js, nc, h, wcfg, nil, cfg.Log)
@@ -394,6 +408,18 @@ func (c *cluster) startWorker(ctx context.Context, cfg Config, mk *store.MasterK
 		}
 	})
 	return nil
+}
+
+// keyBackend names the embedded workers' key backend for the report;
+// empty when the workers are elsewhere.
+func (cfg Config) keyBackend() string {
+	switch {
+	case cfg.NATS != "":
+		return ""
+	case cfg.KeyBackend == "":
+		return "go"
+	}
+	return cfg.KeyBackend
 }
 
 // storeKeys is the key source of a running worker, as cmd/worker builds
