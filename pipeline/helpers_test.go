@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,15 @@ func (h *testHandler) Handle(ctx context.Context, dir article.Direction, req *ar
 		}
 	}
 	return out, nil
+}
+
+// publishPlain publishes n plain inbound articles with ids prefix0, prefix1, ...
+func (e *env) publishPlain(t testing.TB, js jetstream.JetStream, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		id := prefix + strconv.Itoa(i)
+		publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, id, mail(id, "plain")))
+	}
 }
 
 // mail returns a small RFC 5322 message containing marker.

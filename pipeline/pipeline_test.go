@@ -355,10 +355,7 @@ func TestKillConnectionMidBatch(t *testing.T) {
 	_, js := e.connect()
 	e.setup(js)
 	const n = 60
-	for i := range n {
-		id := "k" + strconv.Itoa(i)
-		publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, id, mail(id, "plain")))
-	}
+	e.publishPlain(t, js, "k", n)
 	h := newTestHandler()
 	h.delay = 10 * time.Millisecond
 	nc1, js1 := e.connect()
@@ -857,10 +854,7 @@ func TestPullsInBatches(t *testing.T) {
 	nc, js := e.connect()
 	e.setup(js)
 	const n = 120
-	for i := range n {
-		id := "b" + strconv.Itoa(i)
-		publish(t, js, e.cfg.InputSubject(article.Inbound), articleJSON(t, id, mail(id, "plain")))
-	}
+	e.publishPlain(t, js, "b", n)
 	// Pull requests are ordinary messages on the consumer's API subject,
 	// so a plain subscription sees them too.
 	var (
