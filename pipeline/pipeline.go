@@ -220,16 +220,16 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 			<-slots
 		}
 	}
-	// One long-lived goroutine per slot rather than one per article: a
-	// handler needs a deep stack (MIME, CMS, big-number arithmetic), and a
-	// fresh goroutine grows and copies its stack on every article.
 	// Pull in batches of at least half the window: every pull request
 	// costs a subscription, a request and an unsubscription on both
 	// ends, which one article per request pays in full. Pull at once,
 	// though, when no article is left waiting for a handler slot: then a
 	// handler would idle for the round trip.
-	batch := max(1, limit/2)
+	minPull := max(1, limit/2)
 	bl := newBacklog()
+	// One long-lived goroutine per slot rather than one per article: a
+	// handler needs a deep stack (MIME, CMS, big-number arithmetic), and a
+	// fresh goroutine grows and copies its stack on every article.
 	jobs := make(chan jetstream.Msg)
 	defer close(jobs)
 	for range limit {
@@ -252,7 +252,7 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		n := 1
 	more:
 		for n < limit {
-			if n >= batch || bl.n.Load() == 0 {
+			if n >= minPull || bl.n.Load() == 0 {
 				select {
 				case slots <- struct{}{}:
 					n++
