@@ -202,32 +202,19 @@ func envCBCCheck(b cipher.Block, iv, ct []byte) bool {
 	return envPadLen(last) != 0
 }
 
-// envCBCDecrypt decrypts buf in place and strips the padding.
-func envCBCDecrypt(b cipher.Block, iv, buf []byte) ([]byte, error) {
+// envCBCDecrypt decrypts buf in place and strips the padding. fast, when
+// set, decrypts instead of b (AES only; key is b's key).
+func envCBCDecrypt(b cipher.Block, fast CBCDecrypter, key, iv, buf []byte) ([]byte, error) {
 	bs := b.BlockSize()
 	if len(buf) == 0 || len(buf)%bs != 0 {
 		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "ciphertext is not a whole number of blocks")
 	}
-	cipher.NewCBCDecrypter(b, iv).CryptBlocks(buf, buf)
-	return envUnpad(buf, bs)
-}
-
-// envCBCDecryptWith is envCBCDecrypt for AES through d.
-func envCBCDecryptWith(d CBCDecrypter, key, iv, buf []byte) ([]byte, error) {
-	const bs = 16
-	if len(buf) == 0 || len(buf)%bs != 0 {
-		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "ciphertext is not a whole number of blocks")
-	}
-	if err := d.DecryptAESCBC(key, iv, buf); err != nil {
+	if fast == nil {
+		cipher.NewCBCDecrypter(b, iv).CryptBlocks(buf, buf)
+	} else if err := fast.DecryptAESCBC(key, iv, buf); err != nil {
 		clear(buf)
 		return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "content decryption failed: "+err.Error())
 	}
-	return envUnpad(buf, bs)
-}
-
-// envUnpad strips the PKCS#7 padding of decrypted buf, clearing buf when
-// it is invalid.
-func envUnpad(buf []byte, bs int) ([]byte, error) {
 	p := envPadLen(buf[len(buf)-bs:])
 	if p == 0 {
 		clear(buf)

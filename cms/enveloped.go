@@ -514,12 +514,10 @@ func envDecryptContent(ca envContentAlg, cek []byte, m *envMsg, fill func(), buf
 		if !envCBCCheck(b, ca.iv, *buf) {
 			return nil, reason.Wrap(reason.Malformed, errDecryptFailed, "bad padding")
 		}
-		var out []byte
-		if fast != nil && !ca.spec.weak {
-			out, err = envCBCDecryptWith(fast, cek, ca.iv, *buf)
-		} else {
-			out, err = envCBCDecrypt(b, ca.iv, *buf)
+		if ca.spec.weak {
+			fast = nil // 3DES stays in Go
 		}
+		out, err := envCBCDecrypt(b, fast, cek, ca.iv, *buf)
 		if err != nil {
 			*buf = nil // decrypted in place: a retry must refill
 			return nil, err

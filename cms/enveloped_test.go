@@ -157,49 +157,34 @@ func TestDecryptOpenSSL(t *testing.T) {
 				t.Run(cv.name, func(t *testing.T) {
 					opts := tc.opts
 					opts.CBC = cv.d
-					checkDecrypt(t, der, tc.ours, opts, plain, decryptCase{tc.wantCode, tc.cipher, tc.keyAlg, tc.weak, tc.auth, tc.recipient})
+					d, err := Decrypt(der, tc.ours, opts)
+					if tc.wantCode != "" {
+						if got := reason.CodeOf(err); got != tc.wantCode {
+							t.Fatalf("Decrypt error %v (code %q), want code %q", err, got, tc.wantCode)
+						}
+						if d != nil {
+							t.Fatalf("Decrypt returned a result with error %v", err)
+						}
+						return
+					}
+					if err != nil {
+						t.Fatalf("Decrypt: %v", err)
+					}
+					if !bytes.Equal(d.Plaintext, plain) {
+						t.Fatalf("plaintext mismatch: got %d bytes, want %d", len(d.Plaintext), len(plain))
+					}
+					if d.Cipher != tc.cipher || d.KeyAlgorithm != tc.keyAlg || d.Weak != tc.weak || d.Authenticated != tc.auth {
+						t.Errorf("got cipher %s keyAlg %s weak %v auth %v, want %s %s %v %v",
+							d.Cipher, d.KeyAlgorithm, d.Weak, d.Authenticated, tc.cipher, tc.keyAlg, tc.weak, tc.auth)
+					}
+					if d.Recipient == nil || d.Recipient.Cert != tc.recipient.cert || d.Recipient.Key == nil {
+						t.Errorf("recipient is not %s", tc.recipient.name)
+					} else if tc.recipient.smime.Key != d.Recipient.Key {
+						t.Errorf("opened with the wrong key of %s", tc.recipient.name)
+					}
 				})
 			}
 		})
-	}
-}
-
-// decryptCase is what TestDecryptOpenSSL expects of one message.
-type decryptCase struct {
-	wantCode   reason.Code
-	cipher     Cipher
-	keyAlg     string
-	weak, auth bool
-	recipient  *envParty
-}
-
-// checkDecrypt decrypts der and compares the outcome with tc.
-func checkDecrypt(t *testing.T, der []byte, ours []keys.SMIMEKey, opts DecryptOptions, plain []byte, tc decryptCase) {
-	t.Helper()
-	d, err := Decrypt(der, ours, opts)
-	if tc.wantCode != "" {
-		if got := reason.CodeOf(err); got != tc.wantCode {
-			t.Fatalf("Decrypt error %v (code %q), want code %q", err, got, tc.wantCode)
-		}
-		if d != nil {
-			t.Fatalf("Decrypt returned a result with error %v", err)
-		}
-		return
-	}
-	if err != nil {
-		t.Fatalf("Decrypt: %v", err)
-	}
-	if !bytes.Equal(d.Plaintext, plain) {
-		t.Fatalf("plaintext mismatch: got %d bytes, want %d", len(d.Plaintext), len(plain))
-	}
-	if d.Cipher != tc.cipher || d.KeyAlgorithm != tc.keyAlg || d.Weak != tc.weak || d.Authenticated != tc.auth {
-		t.Errorf("got cipher %s keyAlg %s weak %v auth %v, want %s %s %v %v",
-			d.Cipher, d.KeyAlgorithm, d.Weak, d.Authenticated, tc.cipher, tc.keyAlg, tc.weak, tc.auth)
-	}
-	if d.Recipient == nil || d.Recipient.Cert != tc.recipient.cert || d.Recipient.Key == nil {
-		t.Errorf("recipient is not %s", tc.recipient.name)
-	} else if tc.recipient.smime.Key != d.Recipient.Key {
-		t.Errorf("opened with the wrong key of %s", tc.recipient.name)
 	}
 }
 
