@@ -46,7 +46,7 @@ type DecryptOptions struct {
 // Decrypt still chooses the key, checks and strips the padding (in
 // constant time) itself, so an implementation only has to give exactly
 // the bytes crypto/cipher's CBC decrypter would. keybackend/openssl's
-// Backend is one; keybackend.CBCDecrypter returns it.
+// Backend is one; keybackend.Offload returns it.
 type CBCDecrypter interface {
 	// DecryptAESCBC decrypts buf in place with key (16, 24 or 32 bytes)
 	// and the 16-byte iv; len(buf) is a multiple of 16. Padding is left

@@ -293,7 +293,7 @@ var (
 func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	be := testBackend(t)
-	cfg.Verifier, cfg.CBC = keybackend.Verifier(be), keybackend.CBCDecrypter(be)
+	cfg.Verifier, cfg.CBC = keybackend.Offload(be)
 	return cfg
 }
 

@@ -33,7 +33,8 @@ type Config struct {
 	// the openssl backend's (same results, arithmetic in libcrypto).
 	Verifier cms.PublicKeyVerifier
 	// CBC decrypts inbound AES-CBC content; nil means crypto/cipher.
-	// keybackend.CBCDecrypter(backend) gives the openssl backend's.
+	// keybackend.Offload(backend) gives the openssl backend's, with its
+	// verifier.
 	CBC cms.CBCDecrypter
 }
 

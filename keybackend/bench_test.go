@@ -134,7 +134,8 @@ func BenchmarkArticleInbound(b *testing.B) {
 			// As the worker runs: the backend's verifier and AES-CBC
 			// decrypter (nil for go) and a certificate cache across articles.
 			sdOpts := cms.SignedDataOptions{Certs: cms.NewCertCache(64), Verifier: keybackend.Verifier(be)}
-			dopts := cms.DecryptOptions{CBC: keybackend.CBCDecrypter(be)}
+			_, cbc := keybackend.Offload(be)
+			dopts := cms.DecryptOptions{CBC: cbc}
 			dec := w.key(b, ours, "rsa@example.org").Key.(crypto.Decrypter)
 			opts := &rsa.PKCS1v15DecryptOptions{SessionKeyLen: 32}
 			bare := func() {

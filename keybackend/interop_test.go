@@ -227,7 +227,8 @@ func TestInteropOpenSSL(t *testing.T) {
 		t.Run(b.Name(), func(t *testing.T) {
 			ours := w.backendKeys(t, b)
 			// As the worker runs: the backend's AES-CBC decrypter (nil for go).
-			dopts := cms.DecryptOptions{CBC: keybackend.CBCDecrypter(b)}
+			_, cbc := keybackend.Offload(b)
+			dopts := cms.DecryptOptions{CBC: cbc}
 			for _, m := range msgs {
 				t.Run(m.name, func(t *testing.T) {
 					d, err := cms.Decrypt(m.der, ours, dopts)

@@ -14,13 +14,22 @@ func Verifier(b Backend) cms.PublicKeyVerifier {
 	return nil
 }
 
-// CBCDecrypter returns the AES-CBC content decrypter b offers for cms, or
-// nil when content decryption stays in Go. The openssl backend offers one
-// (AES-NI on several blocks at once; Go's amd64 CBC decryption goes block
-// by block). Set it as handlers.Config.CBC.
-func CBCDecrypter(b Backend) cms.CBCDecrypter {
-	if d, ok := b.(cms.CBCDecrypter); ok {
-		return d
+// Offload returns what b takes over from the standard library in cms,
+// for handlers.Config.Verifier and handlers.Config.CBC; nil for what stays
+// in Go. The openssl backend verifies signatures and decrypts AES-CBC
+// content (AES-NI on several blocks at once; Go's amd64 CBC decryption
+// goes block by block), the latter only when its libcrypto provides
+// AES-CBC, so a restricted OpenSSL leaves content decryption to Go rather
+// than failing every message. go and pkcs11 offload nothing (a token is
+// slower than Go for public-key and bulk work). Every caller configures
+// both from this one call, so an addition here reaches all of them.
+func Offload(b Backend) (cms.PublicKeyVerifier, cms.CBCDecrypter) {
+	var cbc cms.CBCDecrypter
+	if d, ok := b.(interface {
+		cms.CBCDecrypter
+		HasAESCBC() bool
+	}); ok && d.HasAESCBC() {
+		cbc = d
 	}
-	return nil
+	return Verifier(b), cbc
 }

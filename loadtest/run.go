@@ -390,7 +390,7 @@ func (c *cluster) startWorker(ctx context.Context, cfg Config, mk *store.MasterK
 	}
 	c.stops = append(c.stops, func() { _ = cache.Close() })
 	hcfg := handlers.DefaultConfig()
-	hcfg.Verifier, hcfg.CBC = keybackend.Verifier(be), keybackend.CBCDecrypter(be)
+	hcfg.Verifier, hcfg.CBC = keybackend.Offload(be)
 	h := handlers.New(&storeKeys{Cache: cache, st: st}, hcfg)
 	wcfg := pcfg
 	wcfg.Instance = fmt.Sprintf("loadtest-%d", i)

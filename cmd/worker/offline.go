@@ -88,7 +88,7 @@ func (k *keyringFlags) handler() (*handlers.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Verifier, cfg.CBC = keybackend.Verifier(b), keybackend.CBCDecrypter(b)
+	cfg.Verifier, cfg.CBC = keybackend.Offload(b)
 	return handlers.New(kr, cfg), nil
 }
 

@@ -232,7 +232,7 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 	}
 	// The openssl backend also checks signatures and decrypts AES-CBC
 	// content (same results as Go's).
-	cfg.Verifier, cfg.CBC = keybackend.Verifier(s.backend), keybackend.CBCDecrypter(s.backend)
+	cfg.Verifier, cfg.CBC = keybackend.Offload(s.backend)
 	s.handler = handlers.New(newStoreKeys(s.cache, s.store), cfg)
 	pcfg := pipeline.Config{
 		SubjectPrefix: f.subjectPrefix, Concurrency: f.concurrency, Prefetch: f.prefetch, Replicas: f.replicas,

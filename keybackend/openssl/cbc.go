@@ -69,6 +69,12 @@ func (cc *cbcCiphers) get(keyLen int) *C.EVP_CIPHER {
 	return nil
 }
 
+// HasAESCBC reports whether this libcrypto provides AES-128/192/256-CBC,
+// that is, whether DecryptAESCBC can work (keybackend.Offload asks).
+func (b *Backend) HasAESCBC() bool {
+	return b.cbc.get(16) != nil && b.cbc.get(24) != nil && b.cbc.get(32) != nil
+}
+
 // DecryptAESCBC decrypts buf in place with AES-CBC, padding left in place:
 // cms.CBCDecrypter. Go's crypto/cipher decrypts CBC one block per call on
 // amd64; OpenSSL's AES-NI code works on several blocks at once.
