@@ -134,8 +134,8 @@ func TestParseSizes(t *testing.T) {
 	}
 }
 
-// TestUnknownKeyBackend: a backend the build does not have stops the run
-// before anything is published.
+// TestUnknownKeyBackend: a backend the build does not have fails the run,
+// naming the backend.
 func TestUnknownKeyBackend(t *testing.T) {
 	mix, err := parseMix("plain=1")
 	if err != nil {
