@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 )
 
@@ -181,4 +183,28 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// encodeResult is json.Marshal(res), except that the top-level raw body,
+// most of a result's bytes, is base64-encoded straight into the output
+// rather than through encoding/json's reflection and growing buffer. The
+// member goes last; members of a JSON object have no order.
+func encodeResult(res *Result) ([]byte, error) {
+	if len(res.Raw) == 0 {
+		return json.Marshal(res)
+	}
+	doc := *res
+	doc.Raw = nil
+	head, err := json.Marshal(&doc)
+	if err != nil {
+		return nil, err
+	}
+	// head is an object with members: it ends in '}'.
+	const member = `,"raw":"`
+	n := len(head) - 1 + len(member)
+	out := make([]byte, n+base64.StdEncoding.EncodedLen(len(res.Raw)), n+base64.StdEncoding.EncodedLen(len(res.Raw))+2)
+	copy(out, head[:len(head)-1])
+	copy(out[len(head)-1:], member)
+	base64.StdEncoding.Encode(out[n:], res.Raw)
+	return append(out, `"}`...), nil
 }

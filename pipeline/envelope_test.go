@@ -1,13 +1,19 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/reason"
+	"github.com/secmail/secmail/result"
 )
 
 // sameAsEncodingJSON checks splitRaw against encoding/json on the whole
@@ -91,6 +97,51 @@ func TestHasControl(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestEncodeResult(t *testing.T) {
+	smime := result.SMIME
+	sec := &result.Security{Type: &smime, Warnings: []reason.Code{}}
+	at := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		res  Result
+	}{
+		{"inbound with raw", Result{Schema: SchemaResultV1, ArticleID: "4711", Direction: article.Inbound, Status: StatusDone, Security: sec, Raw: []byte("From: a@example.com\r\n\r\nhi\r\n"), ProcessedAt: at}},
+		{"raw that needs padding", Result{Schema: SchemaResultV1, ArticleID: "x", Raw: []byte{0, 1}, ProcessedAt: at}},
+		{"binary raw", Result{Schema: SchemaResultV1, ArticleID: "x", Raw: []byte{0xff, 0xfe, '"', '\\', 0}, ProcessedAt: at}},
+		{"empty raw", Result{Schema: SchemaResultV1, ArticleID: "x", Raw: []byte{}, ProcessedAt: at}},
+		{"error", Result{Schema: SchemaResultV1, ArticleID: "x", Status: StatusError, Error: &ErrorInfo{Code: "malformed", Message: "<&>\u2028"}, ProcessedAt: at}},
+		{"outbound with copies", Result{Schema: SchemaResultV1, ArticleID: "x", Direction: article.Outbound, Raw: []byte("abc"),
+			Recipients: []article.Recipient{}, Copies: []ResultCopy{{Recipients: []string{"b@example.com"}, Raw: []byte("defg")}}, ProcessedAt: at}},
+		{"raw_ref", Result{Schema: SchemaResultV1, ArticleID: "x", RawRef: &ObjectRef{Bucket: "b", Name: "n"}, ProcessedAt: at}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := json.Marshal(&tt.res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := encodeResult(&tt.res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g, w any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatalf("%s: %v", got, err)
+			}
+			if err := json.Unmarshal(want, &w); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("got  %s\nwant %s", got, want)
+			}
+			var back Result
+			if err := json.Unmarshal(got, &back); err != nil || !bytes.Equal(back.Raw, tt.res.Raw) {
+				t.Fatalf("raw round trip: %q, %v", back.Raw, err)
+			}
+		})
 	}
 }
 

@@ -211,10 +211,18 @@ const handBackDelay = fetchWait + 100*time.Millisecond
 
 // consume pulls messages of one direction while slots are free.
 func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direction, c jetstream.Consumer, workers *sync.WaitGroup) error {
-	// Articles waiting on I/O (PubAck, ack, object store) hold a slot but
-	// no CPU, so a direction may have more in flight than Concurrency.
+	// The window: articles fetched whose handler has not finished. Its
+	// Prefetch places beyond Concurrency keep an article ready for every
+	// handler that frees up.
 	limit := p.cfg.Concurrency + p.cfg.Prefetch
 	slots := make(chan struct{}, limit)
+	// Articles past their handler wait on I/O only (PubAck, ack) and move
+	// to places of their own, so the window refills while they wait:
+	// when they kept their place, a third of the time had a handler
+	// slot without an article to start (the server's replies wait for a
+	// core while handlers hold both). Per direction at most
+	// Concurrency+2×Prefetch articles are in memory.
+	finishing := make(chan struct{}, p.cfg.Prefetch)
 	release := func(n int) {
 		for range n {
 			<-slots
@@ -232,11 +240,20 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 	// fresh goroutine grows and copies its stack on every article.
 	jobs := make(chan jetstream.Msg)
 	defer close(jobs)
-	for range limit {
+	for range limit + p.cfg.Prefetch {
 		workers.Go(func() {
 			for msg := range jobs {
-				p.work(fetchCtx, workCtx, dir, msg, bl)
-				<-slots
+				moved := false
+				p.work(fetchCtx, workCtx, dir, msg, bl, func() {
+					finishing <- struct{}{}
+					<-slots
+					moved = true
+				})
+				if moved {
+					<-finishing
+				} else {
+					<-slots
+				}
 			}
 		})
 	}
@@ -333,8 +350,9 @@ func (b *backlog) started() {
 	}
 }
 
-// work processes one message to its end: ack, term or nak.
-func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction, msg jetstream.Msg, bl *backlog) {
+// work processes one message to its end: ack, term or nak. It calls
+// handled once the handler is done, before the result is published.
+func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction, msg jetstream.Msg, bl *backlog, handled func()) {
 	start := time.Now()
 	d := string(dir)
 	p.m.InFlight(d, 1)
@@ -362,16 +380,17 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	}
 	v := p.process(workCtx, dir, msg.Data(), delivered)
 	<-p.cpu
+	handled()
 
-	log := p.log.With("direction", d, "article_id", v.articleID, "delivery", delivered)
+	log := articleLog{l: p.log, dir: d, id: v.articleID, delivery: delivered}
 	if v.retry {
 		if workCtx.Err() != nil {
 			_ = msg.NakWithDelay(handBackDelay)
-			log.Info("article returned to the queue at shutdown")
+			log.log(slog.LevelInfo, "article returned to the queue at shutdown")
 			return
 		}
 		delay := p.cfg.backoff(delivered)
-		log.Warn("transient failure, retrying", "err", v.err, "delay", delay)
+		log.log(slog.LevelWarn, "transient failure, retrying", slog.Any("err", v.err), slog.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 		return
 	}
@@ -387,9 +406,9 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 		}
 		p.m.DeadLetter(d, v.res.Error.Code)
 		if err := msg.Term(); err != nil {
-			log.Error("term failed; the article will be redelivered and deduplicated", "err", err)
+			log.log(slog.LevelError, "term failed; the article will be redelivered and deduplicated", slog.Any("err", err))
 		}
-		log.Warn("article failed", "outcome", "error", "code", v.res.Error.Code, "err", v.err)
+		log.log(slog.LevelWarn, "article failed", slog.String("outcome", "error"), slog.String("code", v.res.Error.Code), slog.Any("err", v.err))
 		p.m.ObserveArticle(d, nil, v.res.Error.Code, time.Since(start))
 		return
 	}
@@ -397,22 +416,41 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	// a lost ack only costs a redelivery whose result the stream drops as
 	// a duplicate; Run flushes the connection before it returns.
 	if err := msg.Ack(); err != nil {
-		log.Error("ack failed; the article will be redelivered and deduplicated", "err", err)
+		log.log(slog.LevelError, "ack failed; the article will be redelivered and deduplicated", slog.Any("err", err))
 	}
 	_, outcome, why := metrics.Classify(v.res.Security)
-	log.Info("article processed", "outcome", outcome, "reason", why)
+	log.log(slog.LevelInfo, "article processed", slog.String("outcome", outcome), slog.String("reason", why))
 	p.m.ObserveArticle(d, v.res.Security, "", time.Since(start))
 }
 
-func (p *Pipeline) retryDelivery(msg jetstream.Msg, delivered int, log *slog.Logger, what string, err error) {
+func (p *Pipeline) retryDelivery(msg jetstream.Msg, delivered int, log articleLog, what string, err error) {
 	if delivered >= p.cfg.MaxDeliver {
 		// The server will not deliver it again: it stays in the work
 		// queue until an operator acts. Say so loudly.
-		log.Error(what+" failed at the last delivery; the article stays in the input stream", "err", err)
+		log.log(slog.LevelError, what+" failed at the last delivery; the article stays in the input stream", slog.Any("err", err))
 	} else {
-		log.Warn(what+" failed, retrying", "err", err)
+		log.log(slog.LevelWarn, what+" failed, retrying", slog.Any("err", err))
 	}
 	_ = msg.NakWithDelay(p.cfg.backoff(delivered))
+}
+
+// articleLog logs about one article. It adds the article's attributes
+// at each call rather than through Logger.With, which copies and formats
+// them for every article although most articles log a single line.
+type articleLog struct {
+	l        *slog.Logger
+	dir, id  string
+	delivery int
+}
+
+func (a articleLog) log(level slog.Level, msg string, attrs ...slog.Attr) {
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, level) {
+		return
+	}
+	all := make([]slog.Attr, 0, 3+len(attrs))
+	all = append(all, slog.String("direction", a.dir), slog.String("article_id", a.id), slog.Int("delivery", a.delivery))
+	a.l.LogAttrs(ctx, level, msg, append(all, attrs...)...)
 }
 
 // keepAlive sends InProgress so the server does not redeliver an article
@@ -683,7 +721,7 @@ func (p *Pipeline) handle(ctx context.Context, dir article.Direction, req *artic
 // publishResult stores the result, claim-checking large bodies, and waits
 // for the PubAck.
 func (p *Pipeline) publishResult(ctx context.Context, dir article.Direction, v *verdict) error {
-	data, err := json.Marshal(v.res)
+	data, err := encodeResult(v.res)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
@@ -692,7 +730,7 @@ func (p *Pipeline) publishResult(ctx context.Context, dir article.Direction, v *
 		if objects, err = p.claimCheck(ctx, dir, v); err != nil {
 			return err
 		}
-		if data, err = json.Marshal(v.res); err != nil {
+		if data, err = encodeResult(v.res); err != nil {
 			return fmt.Errorf("encode result: %w", err)
 		}
 	}

@@ -429,7 +429,7 @@ func TestRedeliveryPublishesNoSecondResult(t *testing.T) {
 	if md, _ := m2.Metadata(); md.NumDelivered != 2 {
 		t.Fatalf("delivery %d", md.NumDelivered)
 	}
-	p.work(ctx, ctx, article.Inbound, m2, newBacklog())
+	p.work(ctx, ctx, article.Inbound, m2, newBacklog(), func() {})
 	res := results(t, collect(t, js, "SECMAIL_RESULTS", 1, 5*time.Second))
 	if !bytes.Equal(res["inbound/dup"].Raw, bytes.ToUpper(mail("dup", "plain"))) {
 		t.Error("result changed")
