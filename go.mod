@@ -2,7 +2,10 @@ module github.com/secmail/secmail
 
 go 1.26.8
 
-require github.com/ProtonMail/go-crypto v1.5.2
+require (
+	github.com/ProtonMail/go-crypto v1.5.2
+	github.com/segmentio/asm v1.2.1
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect

@@ -2,10 +2,11 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"strings"
+
+	"github.com/secmail/secmail/internal/fastb64"
 )
 
 // splitRaw finds the top-level "raw" member of a JSON object and, when its
@@ -202,9 +203,10 @@ func encodeResult(res *Result) ([]byte, error) {
 	// head is an object with members: it ends in '}'.
 	const member = `,"raw":"`
 	n := len(head) - 1 + len(member)
-	out := make([]byte, n+base64.StdEncoding.EncodedLen(len(res.Raw)), n+base64.StdEncoding.EncodedLen(len(res.Raw))+2)
+	size := n + fastb64.EncodedLen(len(res.Raw))
+	out := make([]byte, size, size+2)
 	copy(out, head[:len(head)-1])
 	copy(out[len(head)-1:], member)
-	base64.StdEncoding.Encode(out[n:], res.Raw)
+	fastb64.Encode(out[n:], res.Raw)
 	return append(out, `"}`...), nil
 }

@@ -27,7 +27,6 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -46,6 +45,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/internal/fastb64"
 	"github.com/secmail/secmail/metrics"
 	"github.com/secmail/secmail/reason"
 	"github.com/secmail/secmail/result"
@@ -639,11 +639,11 @@ func parse(payload []byte) (*envelope, *article.Request, error) {
 func (p *Pipeline) loadRaw(ctx context.Context, env *envelope) ([]byte, error) {
 	limit := p.cfg.MaxMessageBytes
 	if env.Raw != nil {
-		if int64(base64.StdEncoding.DecodedLen(len(env.raw64))) > limit+3 {
+		if int64(fastb64.DecodedLen(len(env.raw64))) > limit+3 {
 			return nil, permanent(string(reason.TooLarge), "raw message exceeds %d bytes", limit)
 		}
-		raw := make([]byte, base64.StdEncoding.DecodedLen(len(env.raw64)))
-		n, err := base64.StdEncoding.Decode(raw, env.raw64)
+		raw := make([]byte, fastb64.DecodedLen(len(env.raw64)))
+		n, err := fastb64.Decode(raw, env.raw64)
 		if err != nil {
 			return nil, permanent(string(reason.Malformed), "raw is not valid base64: %v", err)
 		}
