@@ -97,7 +97,7 @@ func BenchmarkHandlerOnly(b *testing.B) {
 // same number of queued articles, so both see the same machine — these
 // shared machines change speed from one second to the next — and reports
 // the pipeline's throughput and CPU per article as a ratio of the
-// handler's. "half-rate" publishes at half the pipeline's maximum rate,
+// handler's (SECMAIL_BENCH_ROUNDS=1 logs every round). "half-rate" publishes at half the pipeline's maximum rate,
 // measured first in the same run (or SECMAIL_BENCH_RATE articles/s), and
 // reports publish-to-result latency. The in-process server competes with
 // the handler for the same cores.
@@ -111,7 +111,7 @@ func BenchmarkPipeline(b *testing.B) {
 		// at work, not the start of a worker.
 		r := e.run(h, e.cfg)
 		defer r.stop()
-		const round = 800
+		const round = 400
 		var (
 			pipeWall, handWall time.Duration
 			pipeCPU, handCPU   time.Duration

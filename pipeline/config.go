@@ -50,16 +50,17 @@ type Config struct {
 	// across both directions: handling is CPU bound (private-key
 	// operations), so the default is GOMAXPROCS.
 	Concurrency int
-	// Prefetch is how many messages each direction keeps buffered, to hide
-	// the pull round-trip, and how many more than Concurrency may be in
-	// flight per direction, so articles waiting for their PubAck do not
-	// keep the CPU idle. Together with Concurrency it bounds memory: at
-	// most 2×(Concurrency+2×Prefetch) articles per process, each at most
-	// the server's max payload (larger mail is fetched from the object
-	// store only once a handler slot is free). Default 4×Concurrency:
-	// a deep window lets pulls go out in batches and keeps an article
-	// ready for every free handler (measured ~5% more throughput than
-	// 1×Concurrency with 4 KiB mail on embedded JetStream).
+	// Prefetch is how many messages each direction keeps buffered beyond
+	// Concurrency, to hide the pull round-trip, and how many articles per
+	// direction may wait for their PubAck and ack after their handler,
+	// outside that window so it refills meanwhile. Together with
+	// Concurrency it bounds memory: at most 2×(Concurrency+2×Prefetch)
+	// articles per process, each at most the server's max payload (larger
+	// mail is fetched from the object store only once a handler slot is
+	// free). Default 4×Concurrency: a deep window lets pulls go out in
+	// batches and keeps an article ready for every free handler
+	// (measured ~5% more throughput than 1×Concurrency with 4 KiB mail on
+	// embedded JetStream).
 	Prefetch int
 	// MaxAckPending bounds unacknowledged messages per consumer across
 	// all replicas. It must exceed replicas×(Concurrency+2×Prefetch), or
