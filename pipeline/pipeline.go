@@ -386,11 +386,11 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	if v.retry {
 		if workCtx.Err() != nil {
 			_ = msg.NakWithDelay(handBackDelay)
-			log.log(slog.LevelInfo, "article returned to the queue at shutdown")
+			log.info("article returned to the queue at shutdown")
 			return
 		}
 		delay := p.cfg.backoff(delivered)
-		log.log(slog.LevelWarn, "transient failure, retrying", slog.Any("err", v.err), slog.Duration("delay", delay))
+		log.warn("transient failure, retrying", slog.Any("err", v.err), slog.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 		return
 	}
@@ -406,9 +406,9 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 		}
 		p.m.DeadLetter(d, v.res.Error.Code)
 		if err := msg.Term(); err != nil {
-			log.log(slog.LevelError, "term failed; the article will be redelivered and deduplicated", slog.Any("err", err))
+			log.error("term failed; the article will be redelivered and deduplicated", slog.Any("err", err))
 		}
-		log.log(slog.LevelWarn, "article failed", slog.String("outcome", "error"), slog.String("code", v.res.Error.Code), slog.Any("err", v.err))
+		log.warn("article failed", slog.String("outcome", "error"), slog.String("code", v.res.Error.Code), slog.Any("err", v.err))
 		p.m.ObserveArticle(d, nil, v.res.Error.Code, time.Since(start))
 		return
 	}
@@ -416,10 +416,10 @@ func (p *Pipeline) work(fetchCtx, workCtx context.Context, dir article.Direction
 	// a lost ack only costs a redelivery whose result the stream drops as
 	// a duplicate; Run flushes the connection before it returns.
 	if err := msg.Ack(); err != nil {
-		log.log(slog.LevelError, "ack failed; the article will be redelivered and deduplicated", slog.Any("err", err))
+		log.error("ack failed; the article will be redelivered and deduplicated", slog.Any("err", err))
 	}
 	_, outcome, why := metrics.Classify(v.res.Security)
-	log.log(slog.LevelInfo, "article processed", slog.String("outcome", outcome), slog.String("reason", why))
+	log.info("article processed", slog.String("outcome", outcome), slog.String("reason", why))
 	p.m.ObserveArticle(d, v.res.Security, "", time.Since(start))
 }
 
@@ -427,9 +427,9 @@ func (p *Pipeline) retryDelivery(msg jetstream.Msg, delivered int, log articleLo
 	if delivered >= p.cfg.MaxDeliver {
 		// The server will not deliver it again: it stays in the work
 		// queue until an operator acts. Say so loudly.
-		log.log(slog.LevelError, what+" failed at the last delivery; the article stays in the input stream", slog.Any("err", err))
+		log.error(what+" failed at the last delivery; the article stays in the input stream", slog.Any("err", err))
 	} else {
-		log.log(slog.LevelWarn, what+" failed, retrying", slog.Any("err", err))
+		log.warn(what+" failed, retrying", slog.Any("err", err))
 	}
 	_ = msg.NakWithDelay(p.cfg.backoff(delivered))
 }
@@ -443,7 +443,11 @@ type articleLog struct {
 	delivery int
 }
 
-func (a articleLog) log(level slog.Level, msg string, attrs ...slog.Attr) {
+func (a articleLog) info(msg string, attrs ...slog.Attr)  { a.log(slog.LevelInfo, msg, attrs) }
+func (a articleLog) warn(msg string, attrs ...slog.Attr)  { a.log(slog.LevelWarn, msg, attrs) }
+func (a articleLog) error(msg string, attrs ...slog.Attr) { a.log(slog.LevelError, msg, attrs) }
+
+func (a articleLog) log(level slog.Level, msg string, attrs []slog.Attr) {
 	ctx := context.Background()
 	if !a.l.Enabled(ctx, level) {
 		return
