@@ -117,6 +117,8 @@ func BenchmarkPipeline(b *testing.B) {
 			pipeCPU, handCPU   time.Duration
 			ratios             []float64
 			done               int
+			pipeAlloc          uint64
+			handAlloc          uint64
 		)
 		b.ResetTimer()
 		for done < b.N {
@@ -125,12 +127,16 @@ func BenchmarkPipeline(b *testing.B) {
 			// its own garbage only, not for the other round's or for the
 			// queued articles' encoding.
 			runtime.GC()
+			a0 := allocated()
 			hw, hc := handlerRound(ba, n)
+			handAlloc += allocated() - a0
 			b.StopTimer()
 			q.queue(n)
 			runtime.GC()
 			b.StartTimer()
+			a0 = allocated()
 			pw, pc := q.drain(hw)
+			pipeAlloc += allocated() - a0
 			pipeWall, handWall, pipeCPU, handCPU = pipeWall+pw, handWall+hw, pipeCPU+pc, handCPU+hc
 			ratios = append(ratios, float64(hw)/float64(pw))
 			if os.Getenv("SECMAIL_BENCH_ROUNDS") != "" {
@@ -147,6 +153,8 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(float64(b.N)/handWall.Seconds(), "handler-articles/s")
 		b.ReportMetric(float64(handWall)/float64(pipeWall), "throughput-ratio")
 		b.ReportMetric(ratios[len(ratios)/2], "median-round-ratio")
+		b.ReportMetric(float64(pipeAlloc)/1024/float64(b.N), "alloc-KiB/article")
+		b.ReportMetric(float64(handAlloc)/1024/float64(b.N), "handler-alloc-KiB/article")
 		b.ReportMetric(float64(pipeCPU.Microseconds())/float64(b.N), "cpu-µs/article")
 		b.ReportMetric(float64(handCPU.Microseconds())/float64(b.N), "handler-cpu-µs/article")
 	})
@@ -242,6 +250,13 @@ func handlerRound(ba *benchArticle, n int) (wall, cpu time.Duration) {
 	}
 	wg.Wait()
 	return time.Since(start), cputime.Process() - cpu0
+}
+
+// allocated is the process's heap allocation so far, in bytes.
+func allocated() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
 }
 
 // waitResults takes n results off the channel.
