@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/secmail/secmail/demopki"
+	"github.com/secmail/secmail/internal/gctune"
 )
 
 // haveTools reports whether openssl and gpg are installed; in CI their
@@ -80,6 +82,14 @@ func TestShortRun(t *testing.T) {
 	printReport(&out, rep)
 	if rep.KeyBackend != "go" {
 		t.Errorf("key backend %q, want go (the default)", rep.KeyBackend)
+	}
+	if os.Getenv("GOGC") == "" && rep.GOGC != gctune.Percent {
+		t.Errorf("GOGC %d, want the worker's %d", rep.GOGC, gctune.Percent)
+	}
+	if got := debug.SetGCPercent(-1); got == gctune.Percent && os.Getenv("GOGC") == "" {
+		t.Error("the load test left the worker's GOGC in place")
+	} else {
+		debug.SetGCPercent(got)
 	}
 	if !strings.Contains(out.String(), "articles/s") || !strings.Contains(out.String(), "key backend: go") ||
 		(baseline && !strings.Contains(out.String(), "throughput ratio")) {

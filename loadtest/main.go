@@ -166,6 +166,9 @@ func printReport(w io.Writer, rep *Report) {
 	if rep.KeyBackend != "" {
 		fmt.Fprintf(w, "; key backend: %s", rep.KeyBackend)
 	}
+	if rep.GOGC != 0 {
+		fmt.Fprintf(w, "; GOGC %d", rep.GOGC)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "articles: %d  mix: %s\n                sizes: %s\n\n", rep.Articles, counts(rep.Mix), counts(rep.Sizes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

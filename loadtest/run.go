@@ -28,6 +28,7 @@ import (
 	"github.com/secmail/secmail/certcache"
 	"github.com/secmail/secmail/demopki"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/internal/gctune"
 	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/mailgen"
 	"github.com/secmail/secmail/natsembed"
@@ -121,6 +122,7 @@ type Report struct {
 	Sizes       map[string]int `json:"sizes"`
 	KeyType     string         `json:"key_type"`
 	KeyBackend  string         `json:"key_backend,omitempty"` // embedded workers only
+	GOGC        int            `json:"gogc,omitempty"`        // embedded workers only
 	Runs        []Measurement  `json:"runs"`
 	Baseline    *Baseline      `json:"baseline,omitempty"`
 	Ratio       float64        `json:"throughput_ratio,omitempty"`
@@ -200,6 +202,13 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Machine: machine(), Embedded: cfg.NATS == "", Articles: cfg.Articles, KeyType: string(cfg.KeyType), KeyBackend: cfg.keyBackend(),
 		Mix: map[string]int{}, Sizes: map[string]int{}}
+	if rep.Embedded {
+		// The workers run in this process: give them the collector
+		// settings `worker run` uses.
+		gc, restore := gctune.Apply(os.Getenv, os.DirFS("/sys/fs/cgroup"))
+		defer restore()
+		rep.GOGC = gc.GCPercent
+	}
 	for _, r := range set.Order {
 		rep.Mix[r.Class.Kind]++
 		rep.Sizes[r.Class.Size.String()]++

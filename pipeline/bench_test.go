@@ -18,6 +18,7 @@ import (
 	"github.com/secmail/secmail/demopki"
 	"github.com/secmail/secmail/handlers"
 	"github.com/secmail/secmail/internal/cputime"
+	"github.com/secmail/secmail/internal/gctune"
 	"github.com/secmail/secmail/mailgen"
 )
 
@@ -100,10 +101,16 @@ func BenchmarkHandlerOnly(b *testing.B) {
 // handler's (SECMAIL_BENCH_ROUNDS=1 logs every round). "half-rate" publishes at half the pipeline's maximum rate,
 // measured first in the same run (or SECMAIL_BENCH_RATE articles/s), and
 // reports publish-to-result latency. The in-process server competes with
-// the handler for the same cores.
+// the handler for the same cores. GOGC=100 go test ... measures the
+// runtime's default collector instead of the worker's.
 func BenchmarkPipeline(b *testing.B) {
 	ba := newBenchArticle(b)
 	h := ba.h
+	// The garbage collector as `worker run` sets it (GOGC=400 unless the
+	// environment sets GOGC), for the handler's rounds as for the
+	// pipeline's: the figures are the worker's.
+	_, restore := gctune.Apply(os.Getenv, nil)
+	defer restore()
 	b.Run("saturated", func(b *testing.B) {
 		e, js := benchEnv(b)
 		q := newRounds(b, e, js, "b", ba.raw)

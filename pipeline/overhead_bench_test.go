@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/secmail/secmail/article"
+	"github.com/secmail/secmail/internal/gctune"
 )
 
 // replayHandler returns a recorded outcome, so all that is left of an
@@ -30,6 +32,8 @@ func BenchmarkPipelineOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	_, restore := gctune.Apply(os.Getenv, nil) // the worker's collector, as in BenchmarkPipeline
+	defer restore()
 	tiny := []byte("From: a@example.com\r\n\r\nhi\r\n")
 	for _, bc := range []struct {
 		name     string

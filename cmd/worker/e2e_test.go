@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +44,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
 
 	var workers []*service
 	done := make(chan int, 2)
@@ -58,6 +61,10 @@ func TestEndToEnd(t *testing.T) {
 		defer s.close()
 		workers = append(workers, s)
 		go func() { done <- s.serve(runCtx, "") }()
+	}
+	// Start-up sets the worker's garbage collector and says so.
+	if want := `msg="garbage collector" gogc=400 gogc_default=true`; os.Getenv("GOGC") == "" && !strings.Contains(logs.String(), want) {
+		t.Errorf("start-up log lacks %q:\n%s", want, logs.String())
 	}
 
 	world, err := mailgen.New(demopki.RSA2048)
@@ -172,4 +179,22 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	_ = os.Remove(keyFile)
+}
+
+// lockedBuffer is a log sink that workers write to while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

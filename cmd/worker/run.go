@@ -23,6 +23,7 @@ import (
 	"github.com/secmail/secmail/certcache"
 	"github.com/secmail/secmail/certsvc"
 	"github.com/secmail/secmail/handlers"
+	"github.com/secmail/secmail/internal/gctune"
 	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/metrics"
 	"github.com/secmail/secmail/natsembed"
@@ -145,6 +146,8 @@ func start(ctx context.Context, f *runFlags, log *slog.Logger) (s *service, err 
 			s.close()
 		}
 	}()
+	gc, _ := gctune.Apply(os.Getenv, os.DirFS("/sys/fs/cgroup"))
+	log.Info("garbage collector", "gogc", gc.GCPercent, "gogc_default", gc.Default, "memory_limit_from_cgroup", gc.MemoryLimit)
 	if s.backend, err = f.backend.open(); err != nil {
 		return nil, err
 	}
