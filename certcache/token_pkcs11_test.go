@@ -24,6 +24,7 @@ import (
 	"github.com/secmail/secmail/certcache"
 	"github.com/secmail/secmail/handlers"
 	"github.com/secmail/secmail/internal/softhsm"
+	"github.com/secmail/secmail/internal/syncbuf"
 	"github.com/secmail/secmail/internal/testpeer"
 	"github.com/secmail/secmail/keybackend"
 	"github.com/secmail/secmail/keybackend/pkcs11"
@@ -116,8 +117,8 @@ func TestTokenKeysDecrypt(t *testing.T) {
 	if _, err := certcache.New(ctx, st, certcache.Options{TokenKeys: tok}); err == nil {
 		t.Error("TokenKeys without TokenLabel accepted")
 	}
-	var logs logBuffer
-	c, err := certcache.New(ctx, st, certcache.Options{TokenKeys: tok, TokenLabel: softhsm.Label, Logger: logs.logger()})
+	var logs syncbuf.Buffer
+	c, err := certcache.New(ctx, st, certcache.Options{TokenKeys: tok, TokenLabel: softhsm.Label, Logger: textLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}

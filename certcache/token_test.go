@@ -1,37 +1,20 @@
 package certcache_test
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/secmail/secmail/certcache"
+	"github.com/secmail/secmail/internal/syncbuf"
 	"github.com/secmail/secmail/store"
 	"github.com/secmail/secmail/store/storetest"
 )
 
-// logBuffer collects log output from the cache's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+// textLogger logs to w, which collects the cache goroutines' output.
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // TestTokenKeysWithoutBackend: without a token backend, certificates whose
 // key is in a token are skipped (logged once, however often the keys are
@@ -47,8 +30,8 @@ func TestTokenKeysWithoutBackend(t *testing.T) {
 	if _, err := s.AttachTokenKey(ctx, storetest.FP(fx.Alice), store.TokenRef{Token: "hsm", Key: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	c, err := certcache.New(ctx, s, certcache.Options{Logger: logs.logger()})
+	var logs syncbuf.Buffer
+	c, err := certcache.New(ctx, s, certcache.Options{Logger: textLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +56,8 @@ func TestTokenKeysWithoutBackend(t *testing.T) {
 	if _, err := s2.AttachTokenKey(ctx, storetest.FP(fx.Alice), store.TokenRef{Token: "hsm", Key: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	var logs2 logBuffer
-	c2, err := certcache.New(ctx, s2, certcache.Options{Logger: logs2.logger()})
+	var logs2 syncbuf.Buffer
+	c2, err := certcache.New(ctx, s2, certcache.Options{Logger: textLogger(&logs2)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/secmail/secmail/article"
 	"github.com/secmail/secmail/demopki"
+	"github.com/secmail/secmail/internal/syncbuf"
 	"github.com/secmail/secmail/mailgen"
 	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/pipeline"
@@ -44,7 +43,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 
 	var workers []*service
@@ -179,22 +178,4 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	_ = os.Remove(keyFile)
-}
-
-// lockedBuffer is a log sink that workers write to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
