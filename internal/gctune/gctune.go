@@ -1,6 +1,6 @@
 // Package gctune sets the Go garbage collector for the worker.
 //
-// A worker allocates ~140 KiB per 4 KiB article (the handler ~40 KiB; the
+// A worker allocates ~130 KiB per 4 KiB article (the handler ~40 KiB; the
 // embedded server, the NATS client and the envelope the rest) against a
 // small live heap, so at the runtime's default GOGC=100 it collects
 // several times a second and the collector takes a share of the CPU that
