@@ -70,13 +70,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inputs []store.Input
-	for name, data := range world.OrgFiles {
-		inputs = append(inputs, store.Input{Name: name, Data: data})
-	}
-	if rep, err := workers[0].store.Import(ctx, inputs, store.ImportOptions{}); err != nil || rep.Failed() {
-		t.Fatalf("import: %v %+v", err, rep)
-	}
+	importOrgKeys(ctx, t, workers[0], world)
 
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
@@ -178,4 +172,17 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	_ = os.Remove(keyFile)
+}
+
+// importOrgKeys puts the world's organisation certificates and keys into
+// the worker's store.
+func importOrgKeys(ctx context.Context, t *testing.T, s *service, world *mailgen.World) {
+	t.Helper()
+	var inputs []store.Input
+	for name, data := range world.OrgFiles {
+		inputs = append(inputs, store.Input{Name: name, Data: data})
+	}
+	if rep, err := s.store.Import(ctx, inputs, store.ImportOptions{}); err != nil || rep.Failed() {
+		t.Fatalf("import: %v %+v", err, rep)
+	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/secmail/secmail/mailgen"
 	"github.com/secmail/secmail/natsembed"
 	"github.com/secmail/secmail/pipeline"
-	"github.com/secmail/secmail/store"
 )
 
 // TestWorkerProcessKilled: a `worker run` process is killed (SIGKILL: no
@@ -64,13 +63,7 @@ func TestWorkerProcessKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inputs []store.Input
-	for name, data := range world.OrgFiles {
-		inputs = append(inputs, store.Input{Name: name, Data: data})
-	}
-	if rep, err := s.store.Import(ctx, inputs, store.ImportOptions{}); err != nil || rep.Failed() {
-		t.Fatalf("import: %v %+v", err, rep)
-	}
+	importOrgKeys(ctx, t, s, world)
 	cfg := s.pipe.Config()
 	s.close()
 	nc, err := nats.Connect(srv.URL())
