@@ -242,18 +242,11 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 	defer close(jobs)
 	for range limit + p.cfg.Prefetch {
 		workers.Go(func() {
+			pl := &place{window: slots, finishing: finishing}
+			handled := pl.leaveWindow // one func value per worker, not per article
 			for msg := range jobs {
-				moved := false
-				p.work(fetchCtx, workCtx, dir, msg, bl, func() {
-					finishing <- struct{}{}
-					<-slots
-					moved = true
-				})
-				if moved {
-					<-finishing
-				} else {
-					<-slots
-				}
+				p.work(fetchCtx, workCtx, dir, msg, bl, handled)
+				pl.release()
 			}
 		})
 	}
@@ -311,7 +304,7 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		for msg := range batch.Messages() {
 			got++
 			bl.n.Add(1)
-			jobs <- msg // a slot is reserved, so a worker is free or finishing
+			jobs <- msg // workers outnumber window and finishing places: one is free
 		}
 		release(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
@@ -329,6 +322,31 @@ func (p *Pipeline) consume(fetchCtx, workCtx context.Context, dir article.Direct
 		}
 	}
 	return fatal
+}
+
+// place is where one worker's article stands: in the fetch window until
+// its handler is done, then among the finishing articles.
+type place struct {
+	window, finishing chan struct{}
+	moved             bool
+}
+
+// leaveWindow moves the article from the window to the finishing places;
+// it waits while all of those are taken.
+func (pl *place) leaveWindow() {
+	pl.finishing <- struct{}{}
+	<-pl.window
+	pl.moved = true
+}
+
+// release frees the article's place once it is acked, termed or nak'ed.
+func (pl *place) release() {
+	if pl.moved {
+		<-pl.finishing
+	} else {
+		<-pl.window
+	}
+	pl.moved = false
 }
 
 // backlog counts one direction's articles that have arrived but wait for

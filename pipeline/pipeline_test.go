@@ -903,3 +903,23 @@ func TestPullsInBatches(t *testing.T) {
 	}
 	t.Logf("%d pull requests for %d articles: %v", len(batches), n, batches)
 }
+
+// TestPlace: an article leaves the fetch window when its handler is done,
+// so the window has room again while it waits for its PubAck and ack.
+func TestPlace(t *testing.T) {
+	window, finishing := make(chan struct{}, 1), make(chan struct{}, 1)
+	pl := &place{window: window, finishing: finishing}
+	for _, handled := range []bool{true, false, true} {
+		window <- struct{}{} // the consume loop reserves the window place
+		if handled {
+			pl.leaveWindow()
+			if len(window) != 0 || len(finishing) != 1 {
+				t.Fatalf("after its handler: window %d, finishing %d", len(window), len(finishing))
+			}
+		}
+		pl.release()
+		if len(window) != 0 || len(finishing) != 0 {
+			t.Fatalf("released (handled %v): window %d, finishing %d", handled, len(window), len(finishing))
+		}
+	}
+}
