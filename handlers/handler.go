@@ -29,13 +29,12 @@ type Config struct {
 	// Outbound holds the group defaults and algorithm choices.
 	Outbound OutboundConfig
 	// Verifier checks inbound RSA and ECDSA signatures; nil means Go's
-	// crypto/rsa and crypto/ecdsa. keybackend.Verifier(backend) gives
-	// the openssl backend's (same results, arithmetic in libcrypto).
+	// crypto/rsa and crypto/ecdsa. CBC decrypts inbound AES-CBC content;
+	// nil means crypto/cipher. Set both with
+	// cfg.Verifier, cfg.CBC = keybackend.Offload(backend): the openssl
+	// backend gives its own (same results, arithmetic in libcrypto).
 	Verifier cms.PublicKeyVerifier
-	// CBC decrypts inbound AES-CBC content; nil means crypto/cipher.
-	// keybackend.Offload(backend) gives the openssl backend's, with its
-	// verifier.
-	CBC cms.CBCDecrypter
+	CBC      cms.CBCDecrypter
 }
 
 // DefaultConfig returns the production defaults.
